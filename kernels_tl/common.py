@@ -1,0 +1,63 @@
+"""Helpers shared by the TileLang kernel programs (build time only).
+
+Conventions every kernel follows:
+* token-major packed layouts: q, k ``[Ttot, H, 128]``; v, o ``[Ttot, HV, 128]``;
+  g, beta ``[Ttot, HV]``; B*T is flattened into Ttot, so equal-length batches and varlen
+  batches take the same path.
+* sequences: ``seq_len > 0`` means every sequence has that length (sequence n starts at
+  n*seq_len); ``seq_len == 0`` means varlen, read from ``cu_seqlens`` (int32 [N+1]) and
+  ``chunk_offsets`` (int32 [N+1], prefix sums of ceil(len/64)).
+* chunk size 64; K = V = 128.
+"""
+
+import tilelang.language as T
+
+CHUNK = 64
+HEAD_DIM = 128
+
+# Kernel dtype names -> short tags used in symbol names.
+DTYPE_TAG = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+
+# Every (input dtype, beta dtype) pair the library ships: beta either matches the inputs
+# or is fp32; g is always fp32.
+IO_VARIANTS = [
+    ("bfloat16", "bfloat16"),
+    ("bfloat16", "float32"),
+    ("float16", "float16"),
+    ("float16", "float32"),
+]
+
+
+def variant_symbol(kernel: str, dtype: str, beta_dtype: str) -> str:
+    return f"fgdn_{kernel}_{DTYPE_TAG[dtype]}_b{DTYPE_TAG[beta_dtype]}"
+
+
+@T.macro
+def locate_chunk(chunk, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, search_steps):
+    """Map a global chunk index to its sequence. Writes into the int32 local buffer ``loc``:
+    loc[0] = sequence index (-1 when the chunk is past the last one: the grid is an upper
+    bound), loc[1] = first token of the sequence, loc[2] = end token, loc[3] = chunk index
+    within the sequence.
+
+    Uniform lengths: arithmetic. Varlen: binary search for the largest n with
+    chunk_offsets[n] <= chunk (empty sequences have equal offsets and are skipped).
+    """
+    if seq_len > 0:
+        nct = T.ceildiv(seq_len, CHUNK)
+        loc[0] = T.if_then_else(chunk // nct < num_seqs, chunk // nct, -1)
+        loc[1] = (chunk // nct) * seq_len
+        loc[2] = (chunk // nct) * seq_len + seq_len
+        loc[3] = chunk % nct
+    else:
+        loc[4] = 0
+        loc[5] = num_seqs - 1
+        for _ in T.serial(search_steps):
+            if loc[4] < loc[5]:
+                if chunk_offsets[(loc[4] + loc[5] + 1) // 2] <= chunk:
+                    loc[4] = (loc[4] + loc[5] + 1) // 2
+                else:
+                    loc[5] = (loc[4] + loc[5] + 1) // 2 - 1
+        loc[0] = T.if_then_else(chunk < chunk_offsets[num_seqs], loc[4], -1)
+        loc[1] = cu_seqlens[loc[4]]
+        loc[2] = cu_seqlens[loc[4] + 1]
+        loc[3] = chunk - chunk_offsets[loc[4]]

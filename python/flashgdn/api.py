@@ -1,0 +1,46 @@
+"""Public entry point with FLA's signature and semantics."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _validate
+from .reference import chunk_gated_delta_rule_reference
+
+
+def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+                           beta: torch.Tensor, scale: float | None = None,
+                           initial_state: torch.Tensor | None = None, output_final_state: bool = False,
+                           use_qk_l2norm_in_kernel: bool = False, cu_seqlens: torch.Tensor | None = None):
+    r"""Gated delta rule, chunked prefill (FLA-compatible).
+
+    Per value head, with state S in R^{K x V} (fp32)::
+
+        S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T,   o_t = scale * S_t^T q_t
+
+    Args:
+        q, k: ``[B, T, H, K]``. v: ``[B, T, HV, V]`` with HV a multiple of H (GVA: value head j
+            reads q/k head j // (HV // H)).
+        g: ``[B, T, HV]`` log-space gates (<= 0). beta: ``[B, T, HV]`` in (0, 1).
+        scale: defaults to ``K ** -0.5``.
+        initial_state: ``[N, HV, K, V]`` (N = B, or the number of sequences with cu_seqlens).
+        output_final_state: also return the ``[N, HV, K, V]`` fp32 final state.
+        use_qk_l2norm_in_kernel: L2-normalise q and k per head (x / sqrt(|x|^2 + 1e-6)) first.
+        cu_seqlens: ``[N+1]`` int32/int64 cumulative lengths of sequences packed along T (B == 1).
+            Empty sequences are allowed (their final state is their initial state).
+
+    Returns:
+        ``(o, final_state)``: o ``[B, T, HV, V]`` in v's dtype; final_state fp32 or None.
+
+    CUDA tensors run the AOT-compiled Hopper kernels (bf16/fp16, K = V = 128, sm_90).
+    CPU tensors run :func:`flashgdn.reference.chunked` (fp32, or fp64 for fp64 inputs): slow,
+    meant for checking.
+    """
+    p = _validate.check_inputs(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens)
+    if q.device.type == "cpu":
+        return chunk_gated_delta_rule_reference(q, k, v, g, beta, scale, initial_state, output_final_state,
+                                                use_qk_l2norm_in_kernel, cu_seqlens)
+    _validate.check_gpu_inputs(q, g, beta, p)
+    from .forward import forward  # the GPU path imports nothing native until first use
+    return forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel,
+                   cu_seqlens, p)

@@ -1,0 +1,50 @@
+"""Low-level GPU ops: one function per kernel stage, on FLA-shaped tensors.
+
+These are the building blocks the public API composes; tests use them to check each stage
+against :mod:`flashgdn.reference`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _native
+from ._layout import seq_layout
+
+
+def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
+               use_qk_l2norm: bool = False, out: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """Gate-free WY inverse of every 64-token chunk.
+
+    Args: k ``[B,T,H,128]`` (bf16/fp16), beta ``[B,T,HV]`` (k's dtype or fp32),
+    g ``[B,T,HV]`` fp32, optional int ``cu_seqlens`` ``[N+1]`` (then B == 1).
+
+    Returns ``(L, stats)``: L ``[B,T,HV,64]`` in k's dtype, where row t holds row (t mod 64...)
+    of its chunk's ``(I + StrictLower(diag(beta) K K^T))^-1`` (chunks start at each
+    sequence's first token); stats ``[num_chunks, HV, 2]`` fp32 = (sum of g over the chunk,
+    max of beta_t |k_t|^2) with chunks numbered sequence by sequence (rows past the number
+    of real chunks are unspecified). ``out`` supplies both buffers (tests poison them).
+    """
+    _native.require_gpu(k.device)
+    B, T, H, K = k.shape
+    HV = beta.shape[2]
+    lay = seq_layout(B, T, cu_seqlens, k.device)
+    k = k.contiguous()
+    beta = beta.contiguous()
+    g = g.contiguous()
+    if out is None:
+        L = torch.empty(B, T, HV, 64, dtype=k.dtype, device=k.device)
+        stats = torch.empty(max(lay.num_chunks, 1), HV, 2, dtype=torch.float32, device=k.device)
+    else:
+        L, stats = out
+        if L.shape != (B, T, HV, 64) or L.dtype != k.dtype or not L.is_contiguous():
+            raise ValueError(f"out[0] must be a contiguous {k.dtype} tensor of shape {(B, T, HV, 64)}")
+        if stats.shape[0] < lay.num_chunks or stats.shape[1:] != (HV, 2) or stats.dtype != torch.float32:
+            raise ValueError(f"out[1] must be float32 [>= {lay.num_chunks}, {HV}, 2]")
+    cu, co = lay.pointers()
+    with torch.cuda.device(k.device):
+        _native.ext().chunk_prep(
+            _native.dtype_code(k.dtype), _native.dtype_code(beta.dtype), lay.total_tokens, lay.num_seqs,
+            lay.seq_len, cu, co, lay.num_chunks, H, HV, bool(use_qk_l2norm), k.data_ptr(), beta.data_ptr(),
+            g.data_ptr(), L.data_ptr(), stats.data_ptr(), _native.stream_handle(k.device))
+    return L, stats

@@ -1,0 +1,105 @@
+/*
+ * flashgdn: ahead-of-time compiled Gated DeltaNet kernels for NVIDIA Hopper (sm_90a).
+ *
+ * Public C API. Every entry point takes device pointers, shapes and a CUDA stream; none
+ * allocates device memory, synchronises, or needs anything at run time but the NVIDIA driver
+ * (the CUDA runtime is linked statically). Calls are asynchronous on `stream`.
+ *
+ * Layouts are FLA's with the batch and time axes packed into one token axis:
+ *   q, k  [total_tokens, num_qk_heads, 128]        (bf16 or fp16)
+ *   v, o  [total_tokens, num_v_heads, 128]         (same dtype as q)
+ *   g     [total_tokens, num_v_heads]              (fp32, log-space gate, <= 0)
+ *   beta  [total_tokens, num_v_heads]              (q's dtype or fp32)
+ *   state [num_seqs, num_v_heads, 128, 128]        (fp32, K x V)
+ * all contiguous. Sequences are either `num_seqs` back-to-back runs of `seq_len` tokens
+ * (seq_len > 0) or given by `cu_seqlens` (seq_len == 0; int32 [num_seqs + 1], device).
+ *
+ * Errors: a non-zero fgdn_status; fgdn_last_error() describes the last failure on the
+ * calling thread.
+ */
+#ifndef FLASHGDN_FLASHGDN_H_
+#define FLASHGDN_FLASHGDN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#if defined(_WIN32)
+#define FGDN_API __declspec(dllexport)
+#else
+#define FGDN_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FLASHGDN_VERSION_MAJOR 0
+#define FLASHGDN_VERSION_MINOR 1
+#define FLASHGDN_VERSION_PATCH 0
+#define FLASHGDN_CHUNK_SIZE 64
+#define FLASHGDN_HEAD_DIM 128
+
+typedef enum fgdn_status {
+  FGDN_SUCCESS = 0,
+  FGDN_ERROR_INVALID_ARGUMENT = 1,  /* bad shape, dtype, pointer or flag */
+  FGDN_ERROR_UNSUPPORTED_DEVICE = 2,/* no CUDA device, driver too old, or not sm_90 */
+  FGDN_ERROR_CUDA = 3               /* a CUDA call or kernel launch failed */
+} fgdn_status;
+
+typedef enum fgdn_dtype {
+  FGDN_BF16 = 0,
+  FGDN_FP16 = 1,
+  FGDN_FP32 = 2
+} fgdn_dtype;
+
+/* Message for the last error on this thread ("" if none). Valid until the next call. */
+FGDN_API const char* fgdn_last_error(void);
+
+/* "major.minor.patch (sm_90a, CUDA <toolkit version>)". */
+FGDN_API const char* fgdn_build_info(void);
+
+/* FGDN_SUCCESS if `device` can run flashgdn's kernels (an sm_90 GPU and a driver new enough
+ * for the toolkit the library was built with); otherwise the reason in fgdn_last_error(). */
+FGDN_API fgdn_status fgdn_check_device(int device);
+
+/* Sequence layout shared by the entry points. */
+typedef struct fgdn_seqs {
+  int total_tokens;          /* rows of the token axis */
+  int num_seqs;              /* number of sequences N */
+  int seq_len;               /* > 0: uniform length; 0: varlen from cu_seqlens */
+  const int32_t* cu_seqlens; /* varlen only: [N+1], non-decreasing, cu_seqlens[N] == total_tokens */
+  const int32_t* chunk_offsets; /* varlen only: [N+1], prefix sums of ceil(len_n / 64) */
+  int num_chunks;            /* total chunks = sum ceil(len_n / 64) (an upper bound is allowed) */
+} fgdn_seqs;
+
+/*
+ * Chunk preparation (first stage of the forward): for every 64-token chunk and value head,
+ *   L = (I + StrictLower(diag(beta) K K^T))^-1      (gate-free WY inverse; K L2-normalised
+ *                                                   per row first when use_qk_l2norm != 0)
+ * written to `L` [total_tokens, num_v_heads, 64] in `dtype` (row t holds the row of the
+ * chunk's matrix for token t), and `chunk_stats` [num_chunks, num_v_heads, 2] fp32:
+ * (sum of g over the chunk, max over its tokens of beta_t * |k_t|^2).
+ */
+typedef struct fgdn_chunk_prep_args {
+  fgdn_dtype dtype;       /* of k and L */
+  fgdn_dtype beta_dtype;  /* dtype or FGDN_FP32 */
+  fgdn_seqs seqs;
+  int num_qk_heads;
+  int num_v_heads;        /* multiple of num_qk_heads */
+  int use_qk_l2norm;
+  const void* k;
+  const void* beta;
+  const float* g;
+  void* L;
+  float* chunk_stats;
+} fgdn_chunk_prep_args;
+
+FGDN_API fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* args, cudaStream_t stream);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif  /* FLASHGDN_FLASHGDN_H_ */

@@ -1,0 +1,21 @@
+// Helpers the launchers share: dtype dispatch, the current device check, launch error mapping.
+#pragma once
+
+#include "status.h"
+
+namespace flashgdn {
+
+// Index of the kernel variant for (io dtype, beta dtype), in kernels_tl/common.py IO_VARIANTS
+// order: bf16/bf16, bf16/fp32, fp16/fp16, fp16/fp32. -1 if unsupported.
+int io_variant(fgdn_dtype dtype, fgdn_dtype beta_dtype);
+
+// Check the device current on this thread (cached per device).
+fgdn_status check_current_device();
+
+// Validates the sequence description shared by the entry points.
+fgdn_status check_seqs(const fgdn_seqs& seqs);
+
+// Map a generated launcher's return code to a status, with its message.
+fgdn_status launch_result(int rc, const char* kernel, const char* message);
+
+}  // namespace flashgdn

@@ -1,0 +1,75 @@
+// pybind11 module flashgdn._C: a thin shim over the C API. It takes raw device pointers, shapes
+// and the CUDA stream as integers, so it links neither libtorch nor any Python tensor library
+// and one wheel works across torch versions.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include <pybind11/pybind11.h>
+
+#include "flashgdn/flashgdn.h"
+
+namespace py = pybind11;
+
+namespace {
+
+void raise_on_error(fgdn_status st) {
+  if (st == FGDN_SUCCESS) return;
+  std::string msg = fgdn_last_error();
+  if (st == FGDN_ERROR_INVALID_ARGUMENT) throw py::value_error(msg);
+  throw std::runtime_error("flashgdn: " + msg);
+}
+
+template <typename T>
+T* ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+fgdn_seqs make_seqs(int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens, uintptr_t chunk_offsets,
+                    int num_chunks) {
+  fgdn_seqs s;
+  s.total_tokens = total_tokens;
+  s.num_seqs = num_seqs;
+  s.seq_len = seq_len;
+  s.cu_seqlens = ptr<const int32_t>(cu_seqlens);
+  s.chunk_offsets = ptr<const int32_t>(chunk_offsets);
+  s.num_chunks = num_chunks;
+  return s;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "flashgdn native kernels (ahead-of-time compiled for sm_90a)";
+  m.def("build_info", []() { return std::string(fgdn_build_info()); });
+  m.def(
+      "check_device",
+      [](int device) {
+        fgdn_status st = fgdn_check_device(device);
+        return py::make_tuple(static_cast<int>(st), std::string(fgdn_last_error()));
+      },
+      py::arg("device"), "(status, message): status 0 if the device can run flashgdn's kernels");
+  m.def(
+      "chunk_prep",
+      [](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
+         uintptr_t chunk_offsets, int num_chunks, int num_qk_heads, int num_v_heads, bool use_qk_l2norm,
+         uintptr_t k, uintptr_t beta, uintptr_t g, uintptr_t L, uintptr_t chunk_stats, uintptr_t stream) {
+        fgdn_chunk_prep_args a;
+        a.dtype = static_cast<fgdn_dtype>(dtype);
+        a.beta_dtype = static_cast<fgdn_dtype>(beta_dtype);
+        a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
+        a.num_qk_heads = num_qk_heads;
+        a.num_v_heads = num_v_heads;
+        a.use_qk_l2norm = use_qk_l2norm ? 1 : 0;
+        a.k = ptr<const void>(k);
+        a.beta = ptr<const void>(beta);
+        a.g = ptr<const float>(g);
+        a.L = ptr<void>(L);
+        a.chunk_stats = ptr<float>(chunk_stats);
+        raise_on_error(fgdn_chunk_prep(&a, ptr<CUstream_st>(stream)));
+      },
+      py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
+      py::arg("cu_seqlens"), py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"),
+      py::arg("num_v_heads"), py::arg("use_qk_l2norm"), py::arg("k"), py::arg("beta"), py::arg("g"),
+      py::arg("L"), py::arg("chunk_stats"), py::arg("stream"));
+}

@@ -1,0 +1,68 @@
+"""chunk_prep kernel (K K^T + gate-free WY inverse + chunk stats) vs the fp64 reference."""
+
+import pytest
+import torch
+
+from flashgdn import ops
+from flashgdn import reference as R
+from flashgdn.testing import make_inputs, cu_from_lens
+
+from conftest import rel_err
+
+pytestmark = pytest.mark.gpu
+
+CASES = [
+    # B, T, H, HV, varlen lengths, l2norm, dtype, fp32 beta
+    (1, 1, 1, 1, None, False, torch.bfloat16, False),
+    (2, 63, 2, 2, None, False, torch.bfloat16, True),
+    (1, 64, 1, 4, None, True, torch.bfloat16, False),
+    (3, 65, 2, 4, None, False, torch.float16, False),
+    (1, 1000, 2, 8, None, True, torch.float16, True),
+    (2, 300, 4, 4, None, False, torch.bfloat16, False),
+    (1, 500, 2, 6, [1, 0, 64, 200, 0, 235], False, torch.bfloat16, False),
+    (1, 333, 1, 2, [65, 1, 127, 140], True, torch.bfloat16, True),
+]
+
+
+def reference_prep(x, lens, l2):
+    k = x["k"].double()
+    if l2:
+        k = R.l2_normalize(k)
+    HV = x["v"].shape[2]
+    k = k.repeat_interleave(HV // k.shape[2], dim=2)
+    v, g, beta = x["v"].double(), x["g"].double(), x["beta"].double()
+    B, T = k.shape[:2]
+    L = torch.zeros(B, T, HV, 64, dtype=torch.float64, device=k.device)
+    stats = []
+    seqs = [(b, 0, T) for b in range(B)] if lens is None else \
+        [(0, a, b) for a, b in zip(cu_from_lens(lens)[:-1], cu_from_lens(lens)[1:])]
+    for b, bos, eos in seqs:
+        for c in range((eos - bos + 63) // 64):
+            it = R.chunk_intermediates(k, v, g, beta, bos, eos, b, c)
+            n, lo = it["n"], it["lo"]
+            L[b, lo:lo + n] = it["L"][:, :n].transpose(0, 1)
+            kc = it["kc"]                                   # [HV,64,K] (padded rows zero)
+            bk = (beta[b, lo:lo + n].transpose(0, 1) * (kc[:, :n] ** 2).sum(-1)).amax(-1)
+            stats.append(torch.stack([g[b, lo:lo + n].sum(0), bk], -1))
+    return L, torch.stack(stats) if stats else None
+
+
+@pytest.mark.parametrize("B,T,H,HV,lens,l2,dtype,beta32", CASES)
+def test_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32):
+    cu = cu_from_lens(lens) if lens else None
+    x = make_inputs(B, T, H, HV, dtype=dtype, device="cuda", cu_seqlens=cu, normalize_k=not l2, gates="slow")
+    beta = x["beta"].float() if beta32 else x["beta"]
+    x["beta"] = beta
+    n_chunks = sum((n + 63) // 64 for n in lens) if lens else B * ((T + 63) // 64)
+    bound = n_chunks if lens is None else T // 64 + len(lens)
+    L = torch.full((B, T, HV, 64), float("nan"), dtype=dtype, device="cuda")
+    stats = torch.full((bound, HV, 2), float("nan"), dtype=torch.float32, device="cuda")
+    ops.chunk_prep(x["k"], beta, x["g"], cu_seqlens=x["cu_seqlens"], use_qk_l2norm=l2, out=(L, stats))
+    torch.cuda.synchronize()
+    L_ref, stats_ref = reference_prep(x, lens, l2)
+    assert torch.isfinite(L).all(), "some rows of L were not written"
+    err = rel_err(L, L_ref)
+    assert err < (6e-3 if dtype == torch.bfloat16 else 2e-3), err
+    assert torch.isfinite(stats[:n_chunks]).all()
+    assert rel_err(stats[:n_chunks, :, 0], stats_ref[..., 0]) < 1e-5
+    assert rel_err(stats[:n_chunks, :, 1], stats_ref[..., 1]) < 1e-2

@@ -1,0 +1,83 @@
+"""The installed artifact: sm_90a SASS for every kernel (no PTX), no TileLang needed at run time."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import flashgdn
+
+
+def _installed_lib():
+    lib = os.path.join(flashgdn.cmake_prefix_path(), "lib", "libflashgdn.so")
+    if not os.path.exists(lib):
+        pytest.skip("flashgdn is not installed as a built package (no lib/libflashgdn.so)")
+    return lib
+
+
+def _cuobjdump():
+    exe = shutil.which("cuobjdump")
+    if exe:
+        return exe
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        for sub in ("cu13", "cuda_cuobjdump"):
+            cand = os.path.join(root, sub, "bin", "cuobjdump")
+            if os.path.exists(cand):
+                return cand
+    pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump)")
+
+
+def _kernels():
+    manifest = os.path.join(flashgdn.cmake_prefix_path(), "lib", "kernels.txt")
+    with open(manifest) as f:
+        rows = [line.split() for line in f if line.strip() and not line.startswith("#")]
+    return [sym for _module, sym in rows]
+
+
+def test_every_kernel_has_sm90a_sass_and_no_ptx():
+    lib = _installed_lib()
+    exe = _cuobjdump()
+    kernels = _kernels()
+    assert kernels, "kernels.txt lists no kernels"
+    elf = subprocess.run([exe, "--list-elf", lib], capture_output=True, text=True, check=True).stdout
+    assert "sm_90a" in elf, elf
+    assert all("sm_90a" in line for line in elf.splitlines() if ".cubin" in line), elf
+    ptx = subprocess.run([exe, "--list-ptx", lib], capture_output=True, text=True).stdout
+    assert ".ptx" not in ptx, f"PTX embedded (would JIT at run time):\n{ptx}"
+    usage = subprocess.run([exe, "--dump-resource-usage", lib], capture_output=True, text=True, check=True).stdout
+    for sym in kernels:
+        assert f"{sym}_kernel" in usage, f"no SASS for {sym}_kernel"
+
+
+def test_library_needs_no_cuda_shared_libraries():
+    lib = _installed_lib()
+    needed = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True, check=True).stdout
+    for bad in ("libcudart.so", "libcuda.so", "libtorch", "libpython"):
+        assert bad not in needed, f"libflashgdn.so links {bad}:\n{needed}"
+
+
+def test_imports_and_loads_without_tilelang():
+    if importlib.util.find_spec("tilelang") is not None:
+        pytest.skip("TileLang is installed in this environment; CI runs this in a venv without it")
+    _installed_lib()
+    code = ("import sys, flashgdn; from flashgdn import _native; "
+            "print(_native.ext().build_info()); assert 'tilelang' not in sys.modules and 'tvm' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "sm_90a" in out.stdout
+
+
+def test_gpu_op_without_gpu_raises_clear_error():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    _installed_lib()
+    from flashgdn import _native
+    with pytest.raises(RuntimeError, match="NVIDIA GPU|driver"):
+        _native.require_gpu(torch.device("cuda", 0))
+    status, msg = _native.ext().check_device(0)
+    assert status != 0 and msg

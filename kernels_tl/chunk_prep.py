@@ -23,7 +23,7 @@ overflow here and this kernel never reads the gates except to sum them.
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_chunk, variant_symbol
+from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
 
 NAME = "chunk_prep"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -56,7 +56,7 @@ def build(dtype: str, beta_dtype: str):
         with T.Kernel(NC, H, threads=128) as (chunk, hk):
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")
-            locate_chunk(chunk, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, 21)
+            locate_item(chunk, 1, 0, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, 21)
             seq_id = loc[0]
             bos = loc[1]
             eos = loc[2]

@@ -33,31 +33,34 @@ def variant_symbol(kernel: str, dtype: str, beta_dtype: str) -> str:
 
 
 @T.macro
-def locate_chunk(chunk, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, search_steps):
-    """Map a global chunk index to its sequence. Writes into the int32 local buffer ``loc``:
-    loc[0] = sequence index (-1 when the chunk is past the last one: the grid is an upper
-    bound), loc[1] = first token of the sequence, loc[2] = end token, loc[3] = chunk index
-    within the sequence.
+def locate_item(item, seg_chunks, min_items, seq_len, num_seqs, cu_seqlens, item_offsets, loc, search_steps):
+    """Map a work item to its sequence. Sequence n has max(ceil(ceil(len_n / 64) / seg_chunks), min_items)
+    items; item j of it covers chunks [j * seg_chunks, min((j + 1) * seg_chunks, ceil(len_n / 64))).
 
-    Uniform lengths: arithmetic. Varlen: binary search for the largest n with
-    chunk_offsets[n] <= chunk (empty sequences have equal offsets and are skipped).
+    Writes into the int32 local buffer ``loc`` (6 entries): loc[0] = sequence index, or -1
+    when the item is past the last one (grids are upper bounds); loc[1] = first token of the
+    sequence; loc[2] = end token; loc[3] = item index j within the sequence.
+
+    Uniform lengths (seq_len > 0) use arithmetic; varlen uses ``item_offsets`` (int32 [N+1],
+    prefix sums of the per-sequence item counts) and a binary search for the largest n with
+    item_offsets[n] <= item (sequences with no items have equal offsets and are skipped).
     """
     if seq_len > 0:
-        nct = T.ceildiv(seq_len, CHUNK)
-        loc[0] = T.if_then_else(chunk // nct < num_seqs, chunk // nct, -1)
-        loc[1] = (chunk // nct) * seq_len
-        loc[2] = (chunk // nct) * seq_len + seq_len
-        loc[3] = chunk % nct
+        ips = T.max(T.ceildiv(T.ceildiv(seq_len, CHUNK), seg_chunks), min_items)
+        loc[0] = T.if_then_else(item // ips < num_seqs, item // ips, -1)
+        loc[1] = (item // ips) * seq_len
+        loc[2] = (item // ips) * seq_len + seq_len
+        loc[3] = item % ips
     else:
         loc[4] = 0
         loc[5] = num_seqs - 1
         for _ in T.serial(search_steps):
             if loc[4] < loc[5]:
-                if chunk_offsets[(loc[4] + loc[5] + 1) // 2] <= chunk:
+                if item_offsets[(loc[4] + loc[5] + 1) // 2] <= item:
                     loc[4] = (loc[4] + loc[5] + 1) // 2
                 else:
                     loc[5] = (loc[4] + loc[5] + 1) // 2 - 1
-        loc[0] = T.if_then_else(chunk < chunk_offsets[num_seqs], loc[4], -1)
+        loc[0] = T.if_then_else(item < item_offsets[num_seqs], loc[4], -1)
         loc[1] = cu_seqlens[loc[4]]
         loc[2] = cu_seqlens[loc[4] + 1]
-        loc[3] = chunk - chunk_offsets[loc[4]]
+        loc[3] = item - item_offsets[loc[4]]

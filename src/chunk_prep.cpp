@@ -1,6 +1,8 @@
-// Host launcher of kernels_tl/chunk_prep.py.
+// Host launchers of kernels_tl/chunk_prep.py and kernels_tl/seq_plan.py, and the
+// fgdn_chunk_prep entry point.
 #include "chunk_prep_kernels.h"
-#include "launch.h"
+#include "seq_plan_kernels.h"
+#include "stages.h"
 
 namespace flashgdn {
 namespace {
@@ -23,6 +25,26 @@ const PrepKernel kPrep[4] = {
 };
 
 }  // namespace
+
+fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int32_t* seg_offsets, int num_seqs,
+                         int seg_chunks, cudaStream_t stream) {
+  int rc = fgdn_seq_plan_launch(const_cast<int32_t*>(cu_seqlens), chunk_offsets, seg_offsets, num_seqs, seg_chunks,
+                                /*NS1=*/num_seqs + 1, stream);
+  return launch_result(rc, "seq_plan", rc ? fgdn_seq_plan_last_error() : nullptr);
+}
+
+fgdn_status run_chunk_prep(int variant, const fgdn_seqs& s, int H, int HV, int use_l2norm, const void* k,
+                           const void* beta, const float* g, void* L, float* stats, cudaStream_t stream) {
+  if (s.total_tokens == 0 || s.num_chunks == 0) return ok();
+  const PrepKernel& kern = kPrep[variant];
+  int rc = kern.launch(const_cast<void*>(k), const_cast<void*>(beta), const_cast<float*>(g),
+                       const_cast<int32_t*>(s.cu_seqlens), const_cast<int32_t*>(s.chunk_offsets), L, stats,
+                       /*seq_len=*/s.seq_len, /*num_seqs=*/s.num_seqs, /*use_l2norm=*/use_l2norm ? 1 : 0,
+                       /*Ttot=*/s.total_tokens, /*H=*/H, /*HV=*/HV, /*NS1=*/s.num_seqs + 1, /*NC=*/s.num_chunks,
+                       stream);
+  return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
+}
+
 }  // namespace flashgdn
 
 extern "C" fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* a, cudaStream_t stream) {
@@ -32,19 +54,14 @@ extern "C" fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* a, cudaStream
   FGDN_REQUIRE(variant >= 0, "unsupported dtype pair (dtype %d, beta_dtype %d): dtype must be bf16 or fp16 "
                "and beta_dtype equal to it or fp32", (int)a->dtype, (int)a->beta_dtype);
   FGDN_TRY(check_seqs(a->seqs));
+  FGDN_REQUIRE(a->seqs.seq_len > 0 || a->seqs.chunk_offsets != nullptr, "varlen (seq_len == 0) needs chunk_offsets");
+  FGDN_REQUIRE(a->seqs.num_chunks >= (a->seqs.seq_len > 0 ? a->seqs.num_seqs * ((a->seqs.seq_len + 63) / 64) : 0),
+               "num_chunks (%d) is smaller than the number of chunks", a->seqs.num_chunks);
   FGDN_REQUIRE(a->num_qk_heads >= 1 && a->num_v_heads >= 1 && a->num_v_heads % a->num_qk_heads == 0,
                "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)", a->num_v_heads,
                a->num_qk_heads);
   FGDN_REQUIRE(a->k && a->beta && a->g && a->L && a->chunk_stats, "k, beta, g, L and chunk_stats must be non-NULL");
   FGDN_TRY(check_current_device());
-  if (a->seqs.total_tokens == 0 || a->seqs.num_chunks == 0) return ok();
-  const PrepKernel& kern = kPrep[variant];
-  int rc = kern.launch(const_cast<void*>(a->k), const_cast<void*>(a->beta), const_cast<float*>(a->g),
-                       const_cast<int32_t*>(a->seqs.cu_seqlens), const_cast<int32_t*>(a->seqs.chunk_offsets),
-                       a->L, a->chunk_stats,
-                       /*seq_len=*/a->seqs.seq_len, /*num_seqs=*/a->seqs.num_seqs,
-                       /*use_l2norm=*/a->use_qk_l2norm ? 1 : 0,
-                       /*Ttot=*/a->seqs.total_tokens, /*H=*/a->num_qk_heads, /*HV=*/a->num_v_heads,
-                       /*NS1=*/a->seqs.num_seqs + 1, /*NC=*/a->seqs.num_chunks, stream);
-  return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
+  return run_chunk_prep(variant, a->seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->k, a->beta, a->g,
+                        a->L, a->chunk_stats, stream);
 }

@@ -72,4 +72,55 @@ PYBIND11_MODULE(_C, m) {
       py::arg("cu_seqlens"), py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"),
       py::arg("num_v_heads"), py::arg("use_qk_l2norm"), py::arg("k"), py::arg("beta"), py::arg("g"),
       py::arg("L"), py::arg("chunk_stats"), py::arg("stream"));
+
+  // The forward: (workspace bytes) for a description, and the launch sequence.
+  auto fwd_args = [](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
+                     int num_qk_heads, int num_v_heads, float scale, bool use_qk_l2norm, uintptr_t q, uintptr_t k,
+                     uintptr_t v, uintptr_t g, uintptr_t beta, uintptr_t h0, uintptr_t o, uintptr_t ht,
+                     int cp_segment_chunks) {
+    fgdn_forward_args a;
+    a.dtype = static_cast<fgdn_dtype>(dtype);
+    a.beta_dtype = static_cast<fgdn_dtype>(beta_dtype);
+    a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, 0, 0);
+    a.num_qk_heads = num_qk_heads;
+    a.num_v_heads = num_v_heads;
+    a.scale = scale;
+    a.use_qk_l2norm = use_qk_l2norm ? 1 : 0;
+    a.q = ptr<const void>(q);
+    a.k = ptr<const void>(k);
+    a.v = ptr<const void>(v);
+    a.g = ptr<const float>(g);
+    a.beta = ptr<const void>(beta);
+    a.initial_state = ptr<const float>(h0);
+    a.o = ptr<void>(o);
+    a.final_state = ptr<float>(ht);
+    a.cp_segment_chunks = cp_segment_chunks;
+    return a;
+  };
+  m.def(
+      "forward_workspace_size",
+      [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, int num_qk_heads,
+                 int num_v_heads, int cp_segment_chunks) {
+        fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, 0, num_qk_heads,
+                                       num_v_heads, 1.0f, false, 0, 0, 0, 0, 0, 0, 0, 0, cp_segment_chunks);
+        return fgdn_forward_workspace_size(&a);
+      },
+      py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
+      py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("cp_segment_chunks"));
+  m.def(
+      "forward",
+      [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
+                 int num_qk_heads, int num_v_heads, float scale, bool use_qk_l2norm, uintptr_t q, uintptr_t k,
+                 uintptr_t v, uintptr_t g, uintptr_t beta, uintptr_t h0, uintptr_t o, uintptr_t ht,
+                 int cp_segment_chunks, uintptr_t workspace, size_t workspace_bytes, uintptr_t stream) {
+        fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, cu_seqlens, num_qk_heads,
+                                       num_v_heads, scale, use_qk_l2norm, q, k, v, g, beta, h0, o, ht,
+                                       cp_segment_chunks);
+        raise_on_error(fgdn_forward(&a, ptr<void>(workspace), workspace_bytes, ptr<CUstream_st>(stream)));
+      },
+      py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
+      py::arg("cu_seqlens"), py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("scale"),
+      py::arg("use_qk_l2norm"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("g"), py::arg("beta"),
+      py::arg("h0"), py::arg("o"), py::arg("ht"), py::arg("cp_segment_chunks"), py::arg("workspace"),
+      py::arg("workspace_bytes"), py::arg("stream"));
 }

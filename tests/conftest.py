@@ -42,3 +42,10 @@ def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
     den = ref.norm().item()
     num = (x - ref).norm().item()
     return num / den if den > 0 else num
+
+
+def poison_cuda_allocator(*shapes_dtypes):
+    """Fill freshly freed blocks with NaN so outputs allocated next (by the library, through
+    torch's caching allocator) start poisoned: an element the kernels skip stays NaN."""
+    blocks = [torch.full(shape, float("nan"), dtype=dtype, device="cuda") for shape, dtype in shapes_dtypes]
+    del blocks

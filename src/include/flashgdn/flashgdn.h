@@ -98,6 +98,37 @@ typedef struct fgdn_chunk_prep_args {
 
 FGDN_API fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* args, cudaStream_t stream);
 
+/*
+ * Forward pass: o (and optionally the final state) of the gated delta rule.
+ *
+ * Runs, on `stream`: [varlen: per-sequence offsets] -> chunk_prep -> the fused forward kernel.
+ * `seqs.chunk_offsets` and `seqs.num_chunks` are ignored (computed here). The caller provides
+ * a device workspace of at least fgdn_forward_workspace_size(args) bytes (256-byte aligned);
+ * its contents are scratch and need not be initialised.
+ */
+typedef struct fgdn_forward_args {
+  fgdn_dtype dtype;             /* q, k, v, o: FGDN_BF16 or FGDN_FP16 */
+  fgdn_dtype beta_dtype;        /* dtype or FGDN_FP32 */
+  fgdn_seqs seqs;
+  int num_qk_heads;
+  int num_v_heads;              /* multiple of num_qk_heads */
+  float scale;                  /* usually 1/sqrt(128) */
+  int use_qk_l2norm;            /* q, k -> x / sqrt(|x|^2 + 1e-6) per head first */
+  const void* q;
+  const void* k;
+  const void* v;
+  const float* g;
+  const void* beta;
+  const float* initial_state;   /* [N, HV, 128, 128] or NULL (zero) */
+  void* o;                      /* [total_tokens, HV, 128] */
+  float* final_state;           /* [N, HV, 128, 128] or NULL (not written) */
+  int cp_segment_chunks;        /* intra-card context parallelism: chunks per segment (0: off) */
+} fgdn_forward_args;
+
+FGDN_API size_t fgdn_forward_workspace_size(const fgdn_forward_args* args);
+FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace, size_t workspace_bytes,
+                                  cudaStream_t stream);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

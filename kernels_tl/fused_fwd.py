@@ -1,0 +1,276 @@
+"""fused_fwd: the gated-delta-rule forward over the chunks of one segment, one CTA per
+(segment, value head, half of V).
+
+Grid (2, HV, segments); 384 threads = 3 warpgroups, warp-specialised, 2-stage pipelines:
+
+  WG2 producer (40 regs)  warp 0: TMA q, k [64,128] (q/k head of the GVA group), v [64,64]
+                          (this CTA's half of V), L [64,64] (chunk_prep's gate-free inverse);
+                          warp 1: g, beta [64] (plain loads, zeroed past the sequence end).
+  WG1 prep (tensor cores for chunk c while WG0 works on c-1):
+        gc   = chunk-local cumsum of g                     (one warp, shuffle scan)
+        Af   = (G * L) diag(beta)      G_ts = exp(gc_t - gc_s), s <= t   (fp32, registers)
+        u'^T = (Af V)^T   -> smem [64c x 64t]               wgmma RS m64n64k64
+        -w'  = -(Af diag(exp(gc) rk) K) -> smem [64t x 128] wgmma RS m64n128k64
+        P    = scale (G * Q K^T) diag(rq)..diag(rk)  -> smem wgmma SS m64n64k128
+        dec_t = exp(gc_last - gc_t) rk_t valid_t, og_t = scale exp(gc_t) rq_t, exp(gc_last)
+  WG0 state (the recurrence; holds S^T [64 V cols x 128 K] fp32 in registers, 240 regs):
+        v_new^T = u'^T + S^T (-w')^T          wgmma RS m64n64k128  (A = S^T from registers)
+        S^T     = exp(gc_last) S^T + (v_new^T diag(dec)) K       wgmma RS m64n128k64
+        o^T     = diag(og)-scaled S_old^T Q^T + v_new^T P^T       wgmma RS m64n64k128 + k64
+        o -> smem -> TMA store (masked plain stores for a partial last chunk).
+
+The critical path per chunk is two register-sourced GEMMs on WG0; everything that does not
+depend on the state (the WY products, Q K^T, gate factors) runs one chunk ahead on WG1.
+In-kernel L2 norm of q/k is folded into the diagonal factors rq, rk (no normalised copies).
+Barriers: full/empty (producer <-> consumers), pfull/pempty (prep <-> state), 2 stages each.
+"""
+
+import tilelang
+import tilelang.language as T
+
+from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
+
+NAME = "fused_fwd"
+PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
+LOG2E = 1.4426950408889634
+L2NORM_EPS = 1e-6
+
+
+def build(dtype: str, beta_dtype: str):
+    Ttot = T.dynamic("Ttot")
+    H = T.dynamic("H")
+    HV = T.dynamic("HV")
+    NS1 = T.dynamic("NS1")     # sequences + 1
+    NST = T.dynamic("NST")     # rows of h0 / ht (sequences, or 1 when unused)
+    C = CHUNK
+    D = HEAD_DIM
+    DV = HEAD_DIM // 2         # V columns per CTA
+    acc = "float32"
+
+    @T.prim_func
+    def fused_fwd(
+        q: T.Tensor((Ttot, H, D), dtype),
+        k: T.Tensor((Ttot, H, D), dtype),
+        v: T.Tensor((Ttot, HV, D), dtype),
+        L: T.Tensor((Ttot, HV, C), dtype),
+        g: T.Tensor((Ttot, HV), "float32"),
+        beta: T.Tensor((Ttot, HV), beta_dtype),
+        h0: T.Tensor((NST, HV, D, D), "float32"),
+        cu_seqlens: T.Tensor((NS1,), "int32"),
+        seg_offsets: T.Tensor((NS1,), "int32"),
+        o: T.Tensor((Ttot, HV, D), dtype),
+        ht: T.Tensor((NST, HV, D, D), "float32"),
+        seq_len: T.int32,
+        num_seqs: T.int32,
+        seg_chunks: T.int32,
+        num_segs: T.int32,
+        has_h0: T.int32,
+        store_final: T.int32,
+        use_l2norm: T.int32,
+        scale: T.float32,
+    ):
+        # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
+        # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
+        with T.Kernel(2 * num_segs, HV, threads=384) as (bx, hv):
+            vh = bx % 2
+            seg = bx // 2
+            tx = T.get_thread_binding()
+            loc = T.alloc_local((6,), "int32")
+            locate_item(seg, seg_chunks, 1, seq_len, num_seqs, cu_seqlens, seg_offsets, loc, 21)
+            n = loc[0]
+            bos = loc[1]
+            eos = loc[2]
+            nct = T.ceildiv(eos - bos, C)
+            c_begin = loc[3] * seg_chunks
+            c_end = T.min(c_begin + seg_chunks, nct)
+            nch = T.max(c_end - c_begin, 0)
+            hk = hv // (HV // H)
+            c0 = vh * DV
+
+            q_s = T.alloc_shared((2, C, D), dtype)
+            k_s = T.alloc_shared((2, C, D), dtype)
+            v_s = T.alloc_shared((2, C, DV), dtype)
+            L_s = T.alloc_shared((2, C, C), dtype)
+            g_s = T.alloc_shared((2, C), acc)
+            b_s = T.alloc_shared((2, C), acc)
+            u_s = T.alloc_shared((2, DV, C), dtype)     # u'^T  [c][t]
+            w_s = T.alloc_shared((2, C, D), dtype)      # -w'   [t][k]
+            p_s = T.alloc_shared((2, C, C), dtype)      # P     [t][s]
+            dec_s = T.alloc_shared((2, C), acc)
+            og_s = T.alloc_shared((2, C), acc)
+            egl_s = T.alloc_shared((2, 1), acc)
+            gc_s = T.alloc_shared((C,), acc)
+            rq_s = T.alloc_shared((C,), acc)
+            rk_s = T.alloc_shared((C,), acc)
+            ew_s = T.alloc_shared((C,), acc)
+            o_s = T.alloc_shared((C, DV), dtype)
+
+            full = T.alloc_barrier(arrive_count=[64, 64])
+            empty = T.alloc_barrier(arrive_count=[256, 256])
+            pfull = T.alloc_barrier(arrive_count=[128, 128])
+            pempty = T.alloc_barrier(arrive_count=[128, 128])
+
+            if n >= 0:
+                if tx < 128:
+                    # ------------------------------ WG0: state ------------------------------
+                    T.set_max_nreg(240, 1)
+                    S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
+                    S_bf = T.alloc_fragment((DV, D), dtype)
+                    vacc = T.alloc_fragment((DV, C), acc)       # v_new^T [c][t]
+                    vn_bf = T.alloc_fragment((DV, C), dtype)
+                    vnd_bf = T.alloc_fragment((DV, C), dtype)
+                    oacc = T.alloc_fragment((DV, C), acc)       # o^T [c][t]
+
+                    if has_h0 != 0 and c_begin == 0:
+                        for c, kk in T.Parallel(DV, D):
+                            S[c, kk] = h0[n, hv, kk, c0 + c]
+                    else:
+                        T.clear(S)
+
+                    for i in T.serial(nch):
+                        st = i % 2
+                        ph = (i // 2) % 2
+                        t0 = bos + (c_begin + i) * C
+                        nvalid = T.min(eos - t0, C)
+                        T.copy(S, S_bf)
+                        T.barrier_wait(pfull[st], ph)
+                        T.barrier_wait(full[st], ph)
+                        for c, t in T.Parallel(DV, C):
+                            vacc[c, t] = u_s[st, c, t]
+                        T.gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True)
+                        for c, t in T.Parallel(DV, C):
+                            vnd_bf[c, t] = vacc[c, t] * dec_s[st, t]
+                        for c, t in T.Parallel(DV, C):
+                            vn_bf[c, t] = vacc[c, t]
+                        for c, kk in T.Parallel(DV, D):
+                            S[c, kk] = S[c, kk] * egl_s[st, 0]
+                        T.gemm(vnd_bf, k_s[st, :, :], S)
+                        T.gemm(S_bf, q_s[st, :, :], oacc, transpose_B=True, clear_accum=True)
+                        for c, t in T.Parallel(DV, C):
+                            oacc[c, t] = oacc[c, t] * og_s[st, t]
+                        T.gemm(vn_bf, p_s[st, :, :], oacc, transpose_B=True)
+                        T.barrier_arrive(empty[st])
+                        T.barrier_arrive(pempty[st])
+                        if nvalid == C:
+                            for c, t in T.Parallel(DV, C):
+                                o_s[t, c] = oacc[c, t]
+                            T.copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
+                        else:
+                            for c, t in T.Parallel(DV, C):
+                                if t < nvalid:
+                                    o[t0 + t, hv, c0 + c] = oacc[c, t]
+
+                    if store_final != 0 and c_end == nct:
+                        for c, kk in T.Parallel(DV, D):
+                            ht[n, hv, kk, c0 + c] = S[c, kk]
+
+                elif tx < 256:
+                    # ------------------------------ WG1: prep -------------------------------
+                    T.set_max_nreg(224, 1)
+                    Af = T.alloc_fragment((C, C), acc)
+                    Au = T.alloc_fragment((C, C), dtype)
+                    Aw = T.alloc_fragment((C, C), dtype)
+                    uacc = T.alloc_fragment((C, DV), acc)
+                    wacc = T.alloc_fragment((C, D), acc)
+                    pacc = T.alloc_fragment((C, C), acc)
+                    red = T.alloc_local((4,), acc)
+                    r = tx - 128
+
+                    for i in T.serial(nch):
+                        st = i % 2
+                        ph = (i // 2) % 2
+                        t0 = bos + (c_begin + i) * C
+                        nvalid = T.min(eos - t0, C)
+                        T.sync_threads(1, 128)   # the scratch (gc_s, rq_s, rk_s, ew_s) of chunk i-1 is read
+                        T.barrier_wait(full[st], ph)
+                        # gc: chunk-local inclusive cumsum (warp 0), q/k row norms (all threads)
+                        if r < 32:
+                            red[0] = g_s[st, 2 * r]
+                            red[1] = g_s[st, 2 * r] + g_s[st, 2 * r + 1]
+                            red[2] = red[1]
+                            for d in T.unroll(5):
+                                red[3] = T.shfl_up(red[2], 1 << d)
+                                if r >= (1 << d):
+                                    red[2] = red[2] + red[3]
+                            gc_s[2 * r] = red[2] - red[1] + red[0]
+                            gc_s[2 * r + 1] = red[2]
+                        if use_l2norm != 0:
+                            red[0] = 0.0
+                            red[1] = 0.0
+                            for e in T.serial(64):
+                                red[0] = red[0] + T.cast(q_s[st, r // 2, (r % 2) * 64 + e], acc) * T.cast(q_s[st, r // 2, (r % 2) * 64 + e], acc)
+                                red[1] = red[1] + T.cast(k_s[st, r // 2, (r % 2) * 64 + e], acc) * T.cast(k_s[st, r // 2, (r % 2) * 64 + e], acc)
+                            red[0] = red[0] + T.shfl_xor(red[0], 1)
+                            red[1] = red[1] + T.shfl_xor(red[1], 1)
+                            if r % 2 == 0:
+                                rq_s[r // 2] = T.rsqrt(red[0] + L2NORM_EPS)
+                                rk_s[r // 2] = T.rsqrt(red[1] + L2NORM_EPS)
+                        else:
+                            if r < C:
+                                rq_s[r] = 1.0
+                                rk_s[r] = 1.0
+                        T.sync_threads(1, 128)
+                        if r < C:
+                            ew_s[r] = T.exp2(gc_s[r] * LOG2E) * rk_s[r]
+                        T.barrier_wait(pempty[st], (ph + 1) % 2)
+                        if r < C:
+                            dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - gc_s[r]) * LOG2E) * rk_s[r], 0.0)
+                            og_s[st, r] = T.exp2(gc_s[r] * LOG2E) * rq_s[r] * scale
+                        if r == 0:
+                            egl_s[st, 0] = T.exp2(gc_s[C - 1] * LOG2E)
+                        T.sync_threads(1, 128)
+                        # Af = (G * L) diag(beta), lower triangle incl. diagonal
+                        for t, s in T.Parallel(C, C):
+                            Af[t, s] = T.if_then_else(
+                                s <= t, T.exp2((gc_s[t] - gc_s[s]) * LOG2E) * T.cast(L_s[st, t, s], acc) * b_s[st, s], 0.0)
+                        T.copy(Af, Au)
+                        T.gemm(Au, v_s[st, :, :], uacc, clear_accum=True)
+                        for t, c in T.Parallel(C, DV):
+                            u_s[st, c, t] = uacc[t, c]
+                        for t, s in T.Parallel(C, C):
+                            Aw[t, s] = Af[t, s] * ew_s[s]
+                        T.gemm(Aw, k_s[st, :, :], wacc, clear_accum=True)
+                        for t, kk in T.Parallel(C, D):
+                            w_s[st, t, kk] = -wacc[t, kk]
+                        T.gemm(q_s[st, :, :], k_s[st, :, :], pacc, transpose_B=True, clear_accum=True)
+                        for t, s in T.Parallel(C, C):
+                            p_s[st, t, s] = T.if_then_else(
+                                s <= t, pacc[t, s] * T.exp2((gc_s[t] - gc_s[s]) * LOG2E) * rq_s[t] * rk_s[s] * scale, 0.0)
+                        T.fence_proxy_async()
+                        T.barrier_arrive(pfull[st])
+                        T.barrier_arrive(empty[st])
+
+                else:
+                    # ------------------------------ WG2: producer ---------------------------
+                    T.set_max_nreg(40, 0)
+                    if tx < 288:
+                        for i in T.serial(nch):
+                            st = i % 2
+                            ph = (i // 2) % 2
+                            t0 = bos + (c_begin + i) * C
+                            T.barrier_wait(empty[st], (ph + 1) % 2)
+                            T.tma_copy(q[t0:t0 + C, hk, 0:D], q_s[st, :, :], barrier=full[st])
+                            T.tma_copy(k[t0:t0 + C, hk, 0:D], k_s[st, :, :], barrier=full[st])
+                            T.tma_copy(v[t0:t0 + C, hv, c0:c0 + DV], v_s[st, :, :], barrier=full[st])
+                            T.tma_copy(L[t0:t0 + C, hv, 0:C], L_s[st, :, :], barrier=full[st])
+                            T.barrier_arrive(full[st])
+                    elif tx < 320:
+                        lane = tx - 288
+                        for i in T.serial(nch):
+                            st = i % 2
+                            ph = (i // 2) % 2
+                            t0 = bos + (c_begin + i) * C
+                            nvalid = T.min(eos - t0, C)
+                            T.barrier_wait(empty[st], (ph + 1) % 2)
+                            for e in T.unroll(2):
+                                g_s[st, lane + 32 * e] = T.if_then_else(
+                                    lane + 32 * e < nvalid, g[t0 + lane + 32 * e, hv], 0.0)
+                                b_s[st, lane + 32 * e] = T.if_then_else(
+                                    lane + 32 * e < nvalid, T.cast(beta[t0 + lane + 32 * e, hv], acc), 0.0)
+                            T.barrier_arrive(full[st])
+
+    return fused_fwd
+
+
+def variants():
+    return [(variant_symbol(NAME, dt, bdt), dict(dtype=dt, beta_dtype=bdt)) for dt, bdt in IO_VARIANTS]

@@ -1,0 +1,52 @@
+"""GPU forward: prepares the inputs the C API wants and runs ``fgdn_forward`` on the current stream."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _native
+from ._validate import Problem
+
+
+def _tma_ready(x: torch.Tensor) -> torch.Tensor:
+    """Contiguous and 16-byte aligned (the kernels move q/k/v/o with TMA)."""
+    x = x.contiguous()
+    if x.data_ptr() % 16:
+        x = x.clone()
+    return x
+
+
+def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
+            p: Problem, cp_segment_chunks: int = 0):
+    _native.require_gpu(q.device)
+    device = q.device
+    q, k, v = _tma_ready(q), _tma_ready(k), _tma_ready(v)
+    g = g.to(torch.float32).contiguous()
+    if beta.dtype not in (q.dtype, torch.float32):
+        beta = beta.to(torch.float32)
+    beta = beta.contiguous()
+    h0 = initial_state.to(torch.float32).contiguous() if initial_state is not None else None
+    if scale is None:
+        scale = p.K ** -0.5
+    o = torch.empty(v.shape, dtype=v.dtype, device=device)
+    ht = torch.empty(p.num_seqs, p.HV, p.K, p.V, dtype=torch.float32, device=device) if output_final_state else None
+
+    total = p.B * p.T
+    if cu_seqlens is None:
+        # seq_len 0 with no cu_seqlens only happens for T == 0: the C API then just copies h0
+        seq_len, cu_ptr, cu32 = p.T, 0, None
+    else:
+        cu32 = cu_seqlens.to(device=device, dtype=torch.int32)  # kept alive until the launch is enqueued
+        seq_len, cu_ptr = 0, cu32.data_ptr()
+
+    ext = _native.ext()
+    dt, bdt = _native.dtype_code(q.dtype), _native.dtype_code(beta.dtype)
+    nbytes = ext.forward_workspace_size(dt, bdt, total, p.num_seqs, seq_len, p.H, p.HV, cp_segment_chunks)
+    ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device)
+    with torch.cuda.device(device):
+        ext.forward(dt, bdt, total, p.num_seqs, seq_len, cu_ptr, p.H, p.HV, float(scale),
+                    bool(use_qk_l2norm_in_kernel), q.data_ptr(), k.data_ptr(), v.data_ptr(), g.data_ptr(),
+                    beta.data_ptr(), h0.data_ptr() if h0 is not None else 0, o.data_ptr(),
+                    ht.data_ptr() if ht is not None else 0, cp_segment_chunks, ws.data_ptr(), nbytes,
+                    _native.stream_handle(device))
+    return o, ht

@@ -1,0 +1,175 @@
+// fgdn_forward: workspace planning and the launch sequence of the forward pass.
+#include <cmath>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "fused_fwd_kernels.h"
+#include "stages.h"
+
+namespace flashgdn {
+namespace {
+
+using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* g, void* beta, void* h0, void* cu_seqlens,
+                            void* seg_offsets, void* o, void* ht, int seq_len, int num_seqs, int seg_chunks,
+                            int num_segs, int has_h0, int store_final, int use_l2norm, float scale, int Ttot, int H,
+                            int HV, int NST, int NS1, cudaStream_t stream);
+struct FwdKernel {
+  FwdLaunchFn launch;
+  const char* (*last_error)(void);
+  const char* name;
+};
+
+// Same order as io_variant().
+const FwdKernel kFwd[4] = {
+    {fgdn_fused_fwd_bf16_bbf16_launch, fgdn_fused_fwd_bf16_bbf16_last_error, "fused_fwd bf16/bf16"},
+    {fgdn_fused_fwd_bf16_bfp32_launch, fgdn_fused_fwd_bf16_bfp32_last_error, "fused_fwd bf16/fp32"},
+    {fgdn_fused_fwd_fp16_bfp16_launch, fgdn_fused_fwd_fp16_bfp16_last_error, "fused_fwd fp16/fp16"},
+    {fgdn_fused_fwd_fp16_bfp32_launch, fgdn_fused_fwd_fp16_bfp32_last_error, "fused_fwd fp16/fp32"},
+};
+
+constexpr int kNoSplit = 1 << 30;  // "chunks per segment" meaning a whole sequence
+constexpr size_t kAlign = 256;
+
+size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+// Where each scratch array lives in the caller's workspace, and the launch bounds.
+struct Plan {
+  int seg_chunks = kNoSplit;
+  int num_chunks = 0;   // chunk grid (exact for uniform lengths, an upper bound for varlen)
+  int num_segs = 0;     // CTA items per (head, V half): exact or an upper bound
+  size_t L_off = 0, stats_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, bytes = 0;
+};
+
+Plan make_plan(const fgdn_forward_args& a) {
+  Plan p;
+  const fgdn_seqs& s = a.seqs;
+  const long long N = s.num_seqs;
+  p.seg_chunks = a.cp_segment_chunks > 0 ? a.cp_segment_chunks : kNoSplit;
+  if (s.seq_len > 0) {
+    const long long nct = (s.seq_len + 63) / 64;
+    p.num_chunks = (int)(N * nct);
+    const long long per_seq = (nct + p.seg_chunks - 1) / p.seg_chunks;
+    p.num_segs = (int)(N * (per_seq > 1 ? per_seq : 1));
+  } else {
+    const long long bound = (long long)s.total_tokens / 64 + N;   // sum of ceil(len/64)
+    p.num_chunks = (int)bound;
+    p.num_segs = (int)(a.cp_segment_chunks > 0 ? (bound + p.seg_chunks - 1) / p.seg_chunks + N : N);
+  }
+  const size_t elem = 2;  // bf16 / fp16
+  size_t off = 0;
+  p.L_off = off;
+  off = align_up(off + (size_t)s.total_tokens * a.num_v_heads * 64 * elem);
+  p.stats_off = off;
+  off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
+  if (s.seq_len == 0) {
+    p.chunk_offsets_off = off;
+    off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
+    p.seg_offsets_off = off;
+    off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
+  }
+  p.bytes = off;
+  return p;
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
+  FGDN_REQUIRE(a != nullptr, "args is NULL");
+  *variant = io_variant(a->dtype, a->beta_dtype);
+  FGDN_REQUIRE(*variant >= 0, "unsupported dtype pair (dtype %d, beta_dtype %d): dtype must be bf16 or fp16 and "
+               "beta_dtype equal to it or fp32", (int)a->dtype, (int)a->beta_dtype);
+  FGDN_TRY(check_seqs(a->seqs));
+  FGDN_REQUIRE(a->num_qk_heads >= 1 && a->num_v_heads >= 1 && a->num_v_heads % a->num_qk_heads == 0,
+               "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)", a->num_v_heads, a->num_qk_heads);
+  FGDN_REQUIRE(a->num_v_heads <= 65535, "num_v_heads (%d) must be <= 65535", a->num_v_heads);
+  FGDN_REQUIRE(std::isfinite(a->scale), "scale must be finite");
+  FGDN_REQUIRE(a->cp_segment_chunks >= 0, "cp_segment_chunks must be >= 0 (got %d)", a->cp_segment_chunks);
+  FGDN_REQUIRE(a->q && a->k && a->v && a->g && a->beta && a->o, "q, k, v, g, beta and o must be non-NULL");
+  FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->v) && aligned16(a->o),
+               "q, k, v and o must be 16-byte aligned (the kernels read and write them with TMA)");
+  return FGDN_SUCCESS;
+}
+
+}  // namespace
+
+fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
+  const FwdKernel& kern = kFwd[a.variant];
+  const int nst = a.seqs.num_seqs;
+  int rc = kern.launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.v),
+                       const_cast<void*>(a.L), const_cast<float*>(a.g), const_cast<void*>(a.beta),
+                       const_cast<float*>(a.h0), const_cast<int32_t*>(a.seqs.cu_seqlens),
+                       const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
+                       /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
+                       /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*store_final=*/a.ht != nullptr,
+                       /*use_l2norm=*/a.use_l2norm ? 1 : 0, /*scale=*/a.scale, /*Ttot=*/a.seqs.total_tokens,
+                       /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads, /*NST=*/nst, /*NS1=*/a.seqs.num_seqs + 1, stream);
+  return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
+}
+
+}  // namespace flashgdn
+
+extern "C" size_t fgdn_forward_workspace_size(const fgdn_forward_args* a) {
+  if (a == nullptr) return 0;
+  return flashgdn::make_plan(*a).bytes;
+}
+
+extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace, size_t workspace_bytes,
+                                    cudaStream_t stream) {
+  using namespace flashgdn;
+  int variant = -1;
+  FGDN_TRY(check_forward_args(a, &variant));
+  const Plan plan = make_plan(*a);
+  FGDN_REQUIRE(workspace_bytes >= plan.bytes, "workspace too small: %zu bytes, need %zu", workspace_bytes, plan.bytes);
+  FGDN_REQUIRE(workspace != nullptr && (reinterpret_cast<uintptr_t>(workspace) % 256) == 0,
+               "workspace must be a non-NULL, 256-byte aligned device pointer");
+  FGDN_TRY(check_current_device());
+
+  const fgdn_seqs& s = a->seqs;
+  const size_t state_bytes = (size_t)s.num_seqs * a->num_v_heads * 128 * 128 * sizeof(float);
+  if (s.total_tokens == 0) {  // every sequence is empty: final state = initial state (or zero)
+    if (a->final_state) {
+      cudaError_t err = a->initial_state
+                            ? cudaMemcpyAsync(a->final_state, a->initial_state, state_bytes, cudaMemcpyDeviceToDevice, stream)
+                            : cudaMemsetAsync(a->final_state, 0, state_bytes, stream);
+      if (err != cudaSuccess) return fail(FGDN_ERROR_CUDA, "final state copy: %s", cudaGetErrorString(err));
+    }
+    return ok();
+  }
+
+  char* ws = static_cast<char*>(workspace);
+  fgdn_seqs seqs = s;
+  seqs.num_chunks = plan.num_chunks;
+  const int32_t* seg_offsets = nullptr;
+  if (s.seq_len == 0) {
+    int32_t* chunk_offsets = reinterpret_cast<int32_t*>(ws + plan.chunk_offsets_off);
+    int32_t* segs = reinterpret_cast<int32_t*>(ws + plan.seg_offsets_off);
+    FGDN_TRY(run_seq_plan(s.cu_seqlens, chunk_offsets, segs, s.num_seqs, plan.seg_chunks, stream));
+    seqs.chunk_offsets = chunk_offsets;
+    seg_offsets = segs;
+  }
+  void* L = ws + plan.L_off;
+  float* stats = reinterpret_cast<float*>(ws + plan.stats_off);
+  FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->k, a->beta, a->g, L,
+                          stats, stream));
+  FusedFwdLaunch f;
+  f.variant = variant;
+  f.seqs = seqs;
+  f.seg_offsets = seg_offsets;
+  f.seg_chunks = plan.seg_chunks;
+  f.num_segs = plan.num_segs;
+  f.num_qk_heads = a->num_qk_heads;
+  f.num_v_heads = a->num_v_heads;
+  f.use_l2norm = a->use_qk_l2norm;
+  f.scale = a->scale;
+  f.q = a->q;
+  f.k = a->k;
+  f.v = a->v;
+  f.L = L;
+  f.g = a->g;
+  f.beta = a->beta;
+  f.h0 = a->initial_state;
+  f.o = a->o;
+  f.ht = a->final_state;
+  return run_fused_fwd(f, stream);
+}

@@ -1,0 +1,36 @@
+// Internal launchers of the generated kernels, one per kernel module. They validate nothing
+// (the C API entry points do) and map the generated entry points' errors to fgdn_status.
+#pragma once
+
+#include <cstdint>
+
+#include "launch.h"
+
+namespace flashgdn {
+
+fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int32_t* seg_offsets, int num_seqs,
+                         int seg_chunks, cudaStream_t stream);
+
+fgdn_status run_chunk_prep(int variant, const fgdn_seqs& seqs, int num_qk_heads, int num_v_heads, int use_l2norm,
+                           const void* k, const void* beta, const float* g, void* L, float* stats,
+                           cudaStream_t stream);
+
+struct FusedFwdLaunch {
+  int variant;
+  fgdn_seqs seqs;          // chunk_offsets unused
+  const int32_t* seg_offsets;
+  int seg_chunks;          // chunks per CTA item (>= 1)
+  int num_segs;            // grid: CTAs per (head, V half), an upper bound
+  int num_qk_heads, num_v_heads;
+  int use_l2norm;
+  float scale;
+  const void *q, *k, *v, *L;
+  const float* g;
+  const void* beta;
+  const float* h0;
+  void* o;
+  float* ht;
+};
+fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream);
+
+}  // namespace flashgdn

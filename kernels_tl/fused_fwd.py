@@ -93,7 +93,7 @@ def build(dtype: str, beta_dtype: str):
             L_s = T.alloc_shared((2, C, C), dtype)
             g_s = T.alloc_shared((2, C), acc)
             b_s = T.alloc_shared((2, C), acc)
-            u_s = T.alloc_shared((2, DV, C), dtype)     # u'^T  [c][t]
+            u_s = T.alloc_shared((2, C, DV + 8), dtype)  # u' [t][c], rows padded: conflict-free both ways
             w_s = T.alloc_shared((2, C, D), dtype)      # -w'   [t][k]
             p_s = T.alloc_shared((2, C, C), dtype)      # P     [t][s]
             dec_s = T.alloc_shared((2, C), acc)
@@ -102,7 +102,11 @@ def build(dtype: str, beta_dtype: str):
             gc_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
             rk_s = T.alloc_shared((C,), acc)
-            ew_s = T.alloc_shared((C,), acc)
+            ra_s = T.alloc_shared((C,), acc)   # a_t = exp(gc_t - gc_m) (rank-1 path)
+            cu_s = T.alloc_shared((C,), acc)
+            cw_s = T.alloc_shared((C,), acc)
+            cp_s = T.alloc_shared((C,), acc)
+            rp_s = T.alloc_shared((C,), acc)
             o_s = T.alloc_shared((C, DV), dtype)
 
             full = T.alloc_barrier(arrive_count=[64, 64])
@@ -136,7 +140,7 @@ def build(dtype: str, beta_dtype: str):
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(full[st], ph)
                         for c, t in T.Parallel(DV, C):
-                            vacc[c, t] = u_s[st, c, t]
+                            vacc[c, t] = u_s[st, t, c]
                         T.gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True)
                         for c, t in T.Parallel(DV, C):
                             vnd_bf[c, t] = vacc[c, t] * dec_s[st, t]
@@ -181,7 +185,7 @@ def build(dtype: str, beta_dtype: str):
                         ph = (i // 2) % 2
                         t0 = bos + (c_begin + i) * C
                         nvalid = T.min(eos - t0, C)
-                        T.sync_threads(1, 128)   # the scratch (gc_s, rq_s, rk_s, ew_s) of chunk i-1 is read
+                        T.sync_threads(1, 128)   # the scratch vectors of chunk i-1 are read
                         T.barrier_wait(full[st], ph)
                         # gc: chunk-local inclusive cumsum (warp 0), q/k row norms (all threads)
                         if r < 32:
@@ -190,14 +194,13 @@ def build(dtype: str, beta_dtype: str):
                             red[2] = red[1]
                             for d in T.unroll(5):
                                 red[3] = T.shfl_up(red[2], 1 << d)
-                                if r >= (1 << d):
-                                    red[2] = red[2] + red[3]
+                                red[2] = red[2] + T.if_then_else(r >= (1 << d), red[3], 0.0)
                             gc_s[2 * r] = red[2] - red[1] + red[0]
                             gc_s[2 * r + 1] = red[2]
                         if use_l2norm != 0:
                             red[0] = 0.0
                             red[1] = 0.0
-                            for e in T.serial(64):
+                            for e in T.unroll(64):
                                 red[0] = red[0] + T.cast(q_s[st, r // 2, (r % 2) * 64 + e], acc) * T.cast(q_s[st, r // 2, (r % 2) * 64 + e], acc)
                                 red[1] = red[1] + T.cast(k_s[st, r // 2, (r % 2) * 64 + e], acc) * T.cast(k_s[st, r // 2, (r % 2) * 64 + e], acc)
                             red[0] = red[0] + T.shfl_xor(red[0], 1)
@@ -210,32 +213,57 @@ def build(dtype: str, beta_dtype: str):
                                 rq_s[r] = 1.0
                                 rk_s[r] = 1.0
                         T.sync_threads(1, 128)
-                        if r < C:
-                            ew_s[r] = T.exp2(gc_s[r] * LOG2E) * rk_s[r]
+                        # Gate ratios G_ts = exp(gc_t - gc_s) factor as a_t * b_s around the middle
+                        # token m: a_t = exp(gc_t - gc_m), b_s = exp(gc_m - gc_s). Exact while the
+                        # chunk's total decay stays below 80 (no overflow or underflow in fp32);
+                        # beyond that, `rank1` is 0 and the per-element exp path runs instead.
+                        rank1 = gc_s[C - 1] > -80.0
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         if r < C:
-                            dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - gc_s[r]) * LOG2E) * rk_s[r], 0.0)
-                            og_s[st, r] = T.exp2(gc_s[r] * LOG2E) * rq_s[r] * scale
+                            red[0] = gc_s[r]
+                            red[1] = gc_s[C // 2 - 1]
+                            # per-token factors for the state warpgroup (stage st)
+                            dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[r], 0.0)
+                            og_s[st, r] = T.exp2(red[0] * LOG2E) * rq_s[r] * scale
+                            # Af = L * (rows: ra); u' uses columns cu, -w' columns cw, P rows rp, columns cp
+                            if rank1:
+                                ra_s[r] = T.exp2((red[0] - red[1]) * LOG2E)
+                                cu_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[st, r]
+                                cw_s[r] = -(T.exp2(red[1] * LOG2E) * b_s[st, r] * rk_s[r])
+                                cp_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[r]
+                                rp_s[r] = T.exp2((red[0] - red[1]) * LOG2E) * rq_s[r] * scale
+                            else:
+                                cu_s[r] = b_s[st, r]
+                                cw_s[r] = -(T.exp2(red[0] * LOG2E) * b_s[st, r] * rk_s[r])
+                                cp_s[r] = rk_s[r]
+                                rp_s[r] = rq_s[r] * scale
                         if r == 0:
                             egl_s[st, 0] = T.exp2(gc_s[C - 1] * LOG2E)
                         T.sync_threads(1, 128)
-                        # Af = (G * L) diag(beta), lower triangle incl. diagonal
+                        # Af = (G * L) diag(beta) (lower triangle incl. diagonal), unconditional
+                        # loads then a select, so the compiler can batch the loads.
+                        if rank1:
+                            for t, s in T.Parallel(C, C):
+                                Af[t, s] = T.cast(L_s[st, t, s], acc) * ra_s[t]
+                        else:
+                            for t, s in T.Parallel(C, C):
+                                Af[t, s] = T.cast(L_s[st, t, s], acc) * T.exp2(T.min(gc_s[t] - gc_s[s], 0.0) * LOG2E)
                         for t, s in T.Parallel(C, C):
-                            Af[t, s] = T.if_then_else(
-                                s <= t, T.exp2((gc_s[t] - gc_s[s]) * LOG2E) * T.cast(L_s[st, t, s], acc) * b_s[st, s], 0.0)
-                        T.copy(Af, Au)
+                            Au[t, s] = T.if_then_else(s <= t, Af[t, s] * cu_s[s], 0.0)
                         T.gemm(Au, v_s[st, :, :], uacc, clear_accum=True)
-                        for t, c in T.Parallel(C, DV):
-                            u_s[st, c, t] = uacc[t, c]
                         for t, s in T.Parallel(C, C):
-                            Aw[t, s] = Af[t, s] * ew_s[s]
+                            Aw[t, s] = T.if_then_else(s <= t, Af[t, s] * cw_s[s], 0.0)
+                        T.copy(uacc, u_s[st, :, 0:DV])
                         T.gemm(Aw, k_s[st, :, :], wacc, clear_accum=True)
-                        for t, kk in T.Parallel(C, D):
-                            w_s[st, t, kk] = -wacc[t, kk]
+                        T.copy(wacc, w_s[st, :, :])
                         T.gemm(q_s[st, :, :], k_s[st, :, :], pacc, transpose_B=True, clear_accum=True)
-                        for t, s in T.Parallel(C, C):
-                            p_s[st, t, s] = T.if_then_else(
-                                s <= t, pacc[t, s] * T.exp2((gc_s[t] - gc_s[s]) * LOG2E) * rq_s[t] * rk_s[s] * scale, 0.0)
+                        if rank1:
+                            for t, s in T.Parallel(C, C):
+                                p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_s[t] * cp_s[s], 0.0)
+                        else:
+                            for t, s in T.Parallel(C, C):
+                                p_s[st, t, s] = T.if_then_else(
+                                    s <= t, pacc[t, s] * T.exp2(T.min(gc_s[t] - gc_s[s], 0.0) * LOG2E) * rp_s[t] * cp_s[s], 0.0)
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
                         T.barrier_arrive(empty[st])

@@ -76,6 +76,10 @@ def build(dtype: str, beta_dtype: str):
             lbb_s = T.alloc_shared((32, 32), acc)
             y_s = T.alloc_shared((32, 32), acc)
             y_f = T.alloc_fragment((32, 32), acc)
+            l_out = T.alloc_shared((C, C), dtype)       # L in the output dtype, stored row-vectorised
+            rk_f = T.alloc_fragment((C,), acc)
+            rkc_f = T.alloc_fragment((C,), acc)
+            b_f = T.alloc_fragment((C,), acc)
             stat_s = T.alloc_shared((2, 2), acc)
             col = T.alloc_local((16,), acc)
             red = T.alloc_local((8,), acc)
@@ -92,8 +96,11 @@ def build(dtype: str, beta_dtype: str):
                         diag_s[i] = kk[i, j]
                 if tx < C:
                     rk_s[tx] = T.if_then_else(use_l2norm != 0, T.rsqrt(diag_s[tx] + L2NORM_EPS), 1.0)
+                T.copy(rk_s, rk_f)
+                T.copy(rk_s, rkc_f)
+                T.copy(b_s, b_f)
                 for i, j in T.Parallel(C, C):
-                    a_s[i, j] = T.if_then_else(i > j, b_s[i] * kk[i, j] * rk_s[i] * rk_s[j], 0.0)
+                    a_s[i, j] = T.if_then_else(i > j, b_f[i] * kk[i, j] * rk_f[i] * rkc_f[j], 0.0)
                 T.sync_threads()
 
                 if tx < 64:
@@ -165,14 +172,16 @@ def build(dtype: str, beta_dtype: str):
                 T.gemm(lbb_s, y_s, y_f, clear_accum=True)
                 T.copy(y_f, y_s)
 
-                # L -> global, valid rows only
+                # L: assemble the bf16 tile in shared memory, then store whole valid rows
+                for i, j in T.Parallel(C, C):
+                    l_out[i, j] = T.cast(
+                        T.if_then_else(j // 32 > i // 32, 0.0,
+                                       T.if_then_else(i // 32 > j // 32, -y_s[i % 32, j % 32],
+                                                      T.if_then_else(j % 32 >= 16 and i % 32 < 16, 0.0,
+                                                                     li_s[i, j]))), dtype)
                 for i, j in T.Parallel(C, C):
                     if i < nvalid:
-                        L[t0 + i, hv, j] = T.cast(
-                            T.if_then_else(j // 32 > i // 32, 0.0,
-                                           T.if_then_else(i // 32 > j // 32, -y_s[i % 32, j % 32],
-                                                          T.if_then_else(j % 32 >= 16 and i % 32 < 16, 0.0,
-                                                                         li_s[i, j]))), dtype)
+                        L[t0 + i, hv, j] = l_out[i, j]
                 if tx == 0:
                     stats[chunk, hv, 0] = stat_s[0, 0] + stat_s[0, 1]
                     stats[chunk, hv, 1] = T.max(stat_s[1, 0], stat_s[1, 1])

@@ -102,7 +102,6 @@ def build(dtype: str, beta_dtype: str):
             gc_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
             rk_s = T.alloc_shared((C,), acc)
-            ra_s = T.alloc_shared((C,), acc)   # a_t = exp(gc_t - gc_m) (rank-1 path)
             cu_s = T.alloc_shared((C,), acc)
             cw_s = T.alloc_shared((C,), acc)
             cp_s = T.alloc_shared((C,), acc)
@@ -124,6 +123,9 @@ def build(dtype: str, beta_dtype: str):
                     vn_bf = T.alloc_fragment((DV, C), dtype)
                     vnd_bf = T.alloc_fragment((DV, C), dtype)
                     oacc = T.alloc_fragment((DV, C), acc)       # o^T [c][t]
+                    dec_f = T.alloc_fragment((C,), acc)
+                    og_f = T.alloc_fragment((C,), acc)
+                    egl = T.alloc_local((1,), acc)
 
                     if has_h0 != 0 and c_begin == 0:
                         for c, kk in T.Parallel(DV, D):
@@ -141,17 +143,20 @@ def build(dtype: str, beta_dtype: str):
                         T.barrier_wait(full[st], ph)
                         for c, t in T.Parallel(DV, C):
                             vacc[c, t] = u_s[st, t, c]
+                        T.copy(dec_s[st, :], dec_f)
+                        T.copy(og_s[st, :], og_f)
+                        egl[0] = egl_s[st, 0]
                         T.gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True)
                         for c, t in T.Parallel(DV, C):
-                            vnd_bf[c, t] = vacc[c, t] * dec_s[st, t]
+                            vnd_bf[c, t] = vacc[c, t] * dec_f[t]
                         for c, t in T.Parallel(DV, C):
                             vn_bf[c, t] = vacc[c, t]
                         for c, kk in T.Parallel(DV, D):
-                            S[c, kk] = S[c, kk] * egl_s[st, 0]
+                            S[c, kk] = S[c, kk] * egl[0]
                         T.gemm(vnd_bf, k_s[st, :, :], S)
                         T.gemm(S_bf, q_s[st, :, :], oacc, transpose_B=True, clear_accum=True)
                         for c, t in T.Parallel(DV, C):
-                            oacc[c, t] = oacc[c, t] * og_s[st, t]
+                            oacc[c, t] = oacc[c, t] * og_f[t]
                         T.gemm(vn_bf, p_s[st, :, :], oacc, transpose_B=True)
                         T.barrier_arrive(empty[st])
                         T.barrier_arrive(pempty[st])
@@ -171,12 +176,18 @@ def build(dtype: str, beta_dtype: str):
                 elif tx < 256:
                     # ------------------------------ WG1: prep -------------------------------
                     T.set_max_nreg(224, 1)
-                    Af = T.alloc_fragment((C, C), acc)
+                    Lf = T.alloc_fragment((C, C), acc)
                     Au = T.alloc_fragment((C, C), dtype)
                     Aw = T.alloc_fragment((C, C), dtype)
                     uacc = T.alloc_fragment((C, DV), acc)
                     wacc = T.alloc_fragment((C, D), acc)
                     pacc = T.alloc_fragment((C, C), acc)
+                    cu_f = T.alloc_fragment((C,), acc)      # per-column factors, held in registers
+                    cw_f = T.alloc_fragment((C,), acc)
+                    cp_f = T.alloc_fragment((C,), acc)
+                    gcol_f = T.alloc_fragment((C,), acc)
+                    rp_f = T.alloc_fragment((C,), acc)      # per-row factors
+                    gr_f = T.alloc_fragment((C,), acc)
                     red = T.alloc_local((4,), acc)
                     r = tx - 128
 
@@ -213,57 +224,59 @@ def build(dtype: str, beta_dtype: str):
                                 rq_s[r] = 1.0
                                 rk_s[r] = 1.0
                         T.sync_threads(1, 128)
-                        # Gate ratios G_ts = exp(gc_t - gc_s) factor as a_t * b_s around the middle
-                        # token m: a_t = exp(gc_t - gc_m), b_s = exp(gc_m - gc_s). Exact while the
-                        # chunk's total decay stays below 80 (no overflow or underflow in fp32);
-                        # beyond that, `rank1` is 0 and the per-element exp path runs instead.
-                        rank1 = gc_s[C - 1] > -80.0
+                        # Gate ratios G_ts = exp(gc_t - gc_s) (s <= t) factor as a_t * b_s around the
+                        # middle token m: a_t = exp(gc_t - gc_m), b_s = exp(gc_m - gc_s). The rows'
+                        # a_t are not applied at all: this warpgroup hands over u~ = u'/a, w~ = w'/a
+                        # and P~ = P diag(a), the state warpgroup computes v~ = v_new / a and uses
+                        # dec' = dec * a, so the products it forms are unchanged. Exact (no overflow,
+                        # v~ stays < 2.4e17 |v_new|) while the chunk's total decay is below 40;
+                        # beyond that a = 1 and G is formed element by element (slower, rare).
+                        rank1 = gc_s[C - 1] > -40.0
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         if r < C:
                             red[0] = gc_s[r]
-                            red[1] = gc_s[C // 2 - 1]
+                            red[1] = T.if_then_else(rank1, gc_s[C // 2 - 1], red[0])   # gc_m, or gc_t itself
+                            red[2] = T.exp2((red[0] - red[1]) * LOG2E)                  # a_t (1 off rank-1)
                             # per-token factors for the state warpgroup (stage st)
-                            dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[r], 0.0)
+                            dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[r] * red[2], 0.0)
                             og_s[st, r] = T.exp2(red[0] * LOG2E) * rq_s[r] * scale
-                            # Af = L * (rows: ra); u' uses columns cu, -w' columns cw, P rows rp, columns cp
-                            if rank1:
-                                ra_s[r] = T.exp2((red[0] - red[1]) * LOG2E)
-                                cu_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[st, r]
-                                cw_s[r] = -(T.exp2(red[1] * LOG2E) * b_s[st, r] * rk_s[r])
-                                cp_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[r]
-                                rp_s[r] = T.exp2((red[0] - red[1]) * LOG2E) * rq_s[r] * scale
-                            else:
-                                cu_s[r] = b_s[st, r]
-                                cw_s[r] = -(T.exp2(red[0] * LOG2E) * b_s[st, r] * rk_s[r])
-                                cp_s[r] = rk_s[r]
-                                rp_s[r] = rq_s[r] * scale
+                            # columns of u~ (cu), -w~ (cw), P~ (cp); rows of P~ (rp)
+                            cu_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[st, r]
+                            cw_s[r] = -(T.exp2(red[1] * LOG2E) * b_s[st, r] * rk_s[r])
+                            cp_s[r] = rk_s[r]
+                            rp_s[r] = red[2] * rq_s[r] * scale
                         if r == 0:
                             egl_s[st, 0] = T.exp2(gc_s[C - 1] * LOG2E)
                         T.sync_threads(1, 128)
-                        # Af = (G * L) diag(beta) (lower triangle incl. diagonal), unconditional
-                        # loads then a select, so the compiler can batch the loads.
+                        T.copy(cu_s, cu_f)
+                        T.copy(cw_s, cw_f)
+                        T.copy(cp_s, cp_f)
+                        T.copy(rp_s, rp_f)
                         if rank1:
+                            # L is exactly lower triangular (unit diagonal): no mask needed
                             for t, s in T.Parallel(C, C):
-                                Af[t, s] = T.cast(L_s[st, t, s], acc) * ra_s[t]
+                                Lf[t, s] = T.cast(L_s[st, t, s], acc)
                         else:
+                            T.copy(gc_s, gr_f)
+                            T.copy(gc_s, gcol_f)
                             for t, s in T.Parallel(C, C):
-                                Af[t, s] = T.cast(L_s[st, t, s], acc) * T.exp2(T.min(gc_s[t] - gc_s[s], 0.0) * LOG2E)
+                                Lf[t, s] = T.cast(L_s[st, t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E)
                         for t, s in T.Parallel(C, C):
-                            Au[t, s] = T.if_then_else(s <= t, Af[t, s] * cu_s[s], 0.0)
+                            Au[t, s] = Lf[t, s] * cu_f[s]
                         T.gemm(Au, v_s[st, :, :], uacc, clear_accum=True)
                         for t, s in T.Parallel(C, C):
-                            Aw[t, s] = T.if_then_else(s <= t, Af[t, s] * cw_s[s], 0.0)
+                            Aw[t, s] = Lf[t, s] * cw_f[s]
                         T.copy(uacc, u_s[st, :, 0:DV])
                         T.gemm(Aw, k_s[st, :, :], wacc, clear_accum=True)
                         T.copy(wacc, w_s[st, :, :])
                         T.gemm(q_s[st, :, :], k_s[st, :, :], pacc, transpose_B=True, clear_accum=True)
                         if rank1:
                             for t, s in T.Parallel(C, C):
-                                p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_s[t] * cp_s[s], 0.0)
+                                p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
                         else:
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(
-                                    s <= t, pacc[t, s] * T.exp2(T.min(gc_s[t] - gc_s[s], 0.0) * LOG2E) * rp_s[t] * cp_s[s], 0.0)
+                                    s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
                         T.barrier_arrive(empty[st])

@@ -5,15 +5,17 @@ shared memory so four CTAs share an SM and hide each other's latencies (the kern
 bound by memory and latency, not by arithmetic). K K^T is recomputed per value head of a GVA
 group (one wgmma; the K tile comes from L2 for the group's other heads).
 
-  1. K tile [64,128] -> smem (rows past the sequence end zeroed); beta, g -> smem.
+  1. K tile [64,128] -> smem by TMA; beta, g -> smem.
   2. KK = K K^T [64,64] fp32, wgmma m64n64k16 x 8. With in-kernel L2 norm,
      rk_i = 1/sqrt(KK_ii + 1e-6) comes free from the diagonal.
   3. A = StrictLower(diag(beta) KK) (scaled by rk_i rk_j)          fp32 smem [64,65]
   4. L = (I + A)^-1, blocked:
      a) four 16x16 diagonal blocks: one thread per (block, column), forward substitution in
-        registers (broadcast reads of A)
+        registers (broadcast reads of A), written into the two 32x32 diagonal blocks L_AA, L_BB
      b) 16 -> 32: L21 = -D1 (A21 D0) for both pairs          CUDA cores, 2x2 outputs a thread
      c) 32 -> 64: L_BA = -L_BB (A_BA L_AA)                    tf32 mma.sync, 32x32x32 twice
+     Every block is also written, as it is finished, into a bf16 tile of L that is then stored
+     row-vectorised (valid rows only).
   5. L -> global [Ttot, HV, 64] in the input dtype (valid rows only: rows past the sequence end
      belong to the next sequence); stats[chunk, hv] = (sum of g, max_i beta_i |k_i|^2).
 
@@ -69,7 +71,6 @@ def build(dtype: str, beta_dtype: str):
             diag_s = T.alloc_shared((C,), acc)
             b_s = T.alloc_shared((C,), acc)
             a_s = T.alloc_shared((C, C + 1), acc)       # A; padded rows keep column walks conflict-free
-            li_s = T.alloc_shared((C, C + 1), acc)      # L being built
             x16_s = T.alloc_shared((2, 16, 17), acc)    # 16 -> 32 merge scratch
             aba_s = T.alloc_shared((32, 32), acc)
             laa_s = T.alloc_shared((32, 32), acc)
@@ -77,6 +78,7 @@ def build(dtype: str, beta_dtype: str):
             y_s = T.alloc_shared((32, 32), acc)
             y_f = T.alloc_fragment((32, 32), acc)
             l_out = T.alloc_shared((C, C), dtype)       # L in the output dtype, stored row-vectorised
+            kbar = T.alloc_barrier(arrive_count=[128])
             rk_f = T.alloc_fragment((C,), acc)
             rkc_f = T.alloc_fragment((C,), acc)
             b_f = T.alloc_fragment((C,), acc)
@@ -85,10 +87,17 @@ def build(dtype: str, beta_dtype: str):
             red = T.alloc_local((8,), acc)
 
             if seq_id >= 0:
-                for i, d in T.Parallel(C, D):
-                    k_s[i, d] = T.if_then_else(i < nvalid, k[t0 + i, hk, d], T.cast(0, dtype))
+                # K by TMA. Rows past the sequence end hold the next sequence's keys (or TMA's zero
+                # fill): finite, and beta = 0 there zeroes their rows of A - hence, A being strictly
+                # lower triangular, their columns too.
+                T.tma_copy(k[t0:t0 + C, hk, 0:D], k_s, barrier=kbar[0])
+                T.barrier_arrive(kbar[0])
                 if tx < C:
                     b_s[tx] = T.if_then_else(tx < nvalid, T.cast(beta[t0 + tx, hv], acc), 0.0)
+                T.clear(l_out)
+                T.clear(laa_s)
+                T.clear(lbb_s)
+                T.barrier_wait(kbar[0], 0)
                 T.gemm(k_s, k_s, kk, transpose_B=True, clear_accum=True)
 
                 for i, j in T.Parallel(C, C):
@@ -117,8 +126,13 @@ def build(dtype: str, beta_dtype: str):
                             red[m % 2] = red[m % 2] + a_s[bb * 16 + i, bb * 16 + m] * col[m]
                         # rows above the diagonal (i < j) stay exactly 0 since col[m] = 0 for m < j
                         col[i] = T.if_then_else(i > j, -(red[0] + red[1]), col[i])
+                    # diagonal blocks 0, 1 live in L_AA (laa_s), 2, 3 in L_BB (lbb_s)
                     for i in T.unroll(16):
-                        li_s[bb * 16 + i, bb * 16 + j] = col[i]
+                        if bb < 2:
+                            laa_s[(bb % 2) * 16 + i, (bb % 2) * 16 + j] = col[i]
+                        else:
+                            lbb_s[(bb % 2) * 16 + i, (bb % 2) * 16 + j] = col[i]
+                        l_out[bb * 16 + i, bb * 16 + j] = T.cast(col[i], dtype)
                 else:
                     # chunk statistics (warps 2 and 3): sum of g, max of beta_i |k_i|^2
                     lane = tx - 64
@@ -134,7 +148,7 @@ def build(dtype: str, beta_dtype: str):
                         stat_s[0, lane // 32] = red[0]
                         stat_s[1, lane // 32] = red[1]
                 T.sync_threads()
-                # (b) 16 -> 32 for block pairs p = 0, 1:  X = A21 D0 ; L21 = -D1 X.
+                # (b) 16 -> 32 for block pairs p = 0 (in laa_s), 1 (in lbb_s):  X = A21 D0 ; L21 = -D1 X.
                 #     Thread: pair p, a 2x2 output tile (rows i2, i2+1; columns c2, c2+1).
                 p = tx // 64
                 i2 = ((tx % 64) // 8) * 2
@@ -142,10 +156,16 @@ def build(dtype: str, beta_dtype: str):
                 for a in T.unroll(2):
                     for b in T.unroll(2):
                         red[a * 2 + b] = 0.0
-                for m in T.unroll(16):
-                    for a in T.unroll(2):
-                        for b in T.unroll(2):
-                            red[a * 2 + b] = red[a * 2 + b] + a_s[p * 32 + 16 + i2 + a, p * 32 + m] * li_s[p * 32 + m, p * 32 + c2 + b]
+                if p == 0:
+                    for m in T.unroll(16):
+                        for a in T.unroll(2):
+                            for b in T.unroll(2):
+                                red[a * 2 + b] = red[a * 2 + b] + a_s[16 + i2 + a, m] * laa_s[m, c2 + b]
+                else:
+                    for m in T.unroll(16):
+                        for a in T.unroll(2):
+                            for b in T.unroll(2):
+                                red[a * 2 + b] = red[a * 2 + b] + a_s[48 + i2 + a, 32 + m] * lbb_s[m, c2 + b]
                 for a in T.unroll(2):
                     for b in T.unroll(2):
                         x16_s[p, i2 + a, c2 + b] = red[a * 2 + b]
@@ -153,32 +173,34 @@ def build(dtype: str, beta_dtype: str):
                 for a in T.unroll(2):
                     for b in T.unroll(2):
                         red[a * 2 + b] = 0.0
-                for m in T.unroll(16):
-                    for a in T.unroll(2):
-                        for b in T.unroll(2):
-                            red[a * 2 + b] = red[a * 2 + b] + li_s[p * 32 + 16 + i2 + a, p * 32 + 16 + m] * x16_s[p, m, c2 + b]
+                if p == 0:
+                    for m in T.unroll(16):
+                        for a in T.unroll(2):
+                            for b in T.unroll(2):
+                                red[a * 2 + b] = red[a * 2 + b] + laa_s[16 + i2 + a, 16 + m] * x16_s[0, m, c2 + b]
+                else:
+                    for m in T.unroll(16):
+                        for a in T.unroll(2):
+                            for b in T.unroll(2):
+                                red[a * 2 + b] = red[a * 2 + b] + lbb_s[16 + i2 + a, 16 + m] * x16_s[1, m, c2 + b]
+                T.sync_threads()
                 for a in T.unroll(2):
                     for b in T.unroll(2):
-                        li_s[p * 32 + 16 + i2 + a, p * 32 + c2 + b] = -red[a * 2 + b]
+                        if p == 0:
+                            laa_s[16 + i2 + a, c2 + b] = -red[a * 2 + b]
+                        else:
+                            lbb_s[16 + i2 + a, c2 + b] = -red[a * 2 + b]
+                        l_out[p * 32 + 16 + i2 + a, p * 32 + c2 + b] = T.cast(-red[a * 2 + b], dtype)
                 T.sync_threads()
 
                 # (c) 32 -> 64 with tf32 tensor cores: L_BA = -L_BB (A_BA L_AA).
                 for i, j in T.Parallel(32, 32):
                     aba_s[i, j] = a_s[32 + i, j]
-                    laa_s[i, j] = T.if_then_else(i // 16 == 0 and j // 16 == 1, 0.0, li_s[i, j])
-                    lbb_s[i, j] = T.if_then_else(i // 16 == 0 and j // 16 == 1, 0.0, li_s[32 + i, 32 + j])
                 T.gemm(aba_s, laa_s, y_f, clear_accum=True)
                 T.copy(y_f, y_s)
                 T.gemm(lbb_s, y_s, y_f, clear_accum=True)
-                T.copy(y_f, y_s)
-
-                # L: assemble the bf16 tile in shared memory, then store whole valid rows
-                for i, j in T.Parallel(C, C):
-                    l_out[i, j] = T.cast(
-                        T.if_then_else(j // 32 > i // 32, 0.0,
-                                       T.if_then_else(i // 32 > j // 32, -y_s[i % 32, j % 32],
-                                                      T.if_then_else(j % 32 >= 16 and i % 32 < 16, 0.0,
-                                                                     li_s[i, j]))), dtype)
+                for i, j in T.Parallel(32, 32):
+                    l_out[32 + i, j] = T.cast(-y_f[i, j], dtype)
                 for i, j in T.Parallel(C, C):
                     if i < nvalid:
                         L[t0 + i, hv, j] = l_out[i, j]

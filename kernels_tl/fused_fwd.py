@@ -46,6 +46,10 @@ def build(dtype: str, beta_dtype: str):
     D = HEAD_DIM
     DV = HEAD_DIM // 2         # V columns per CTA
     acc = "float32"
+    # bf16 has fp32's exponent range, so the row factor a_t can be folded into v~ = v_new / a_t
+    # (up to e^40 larger); fp16 (max 65504) cannot hold that, so there a_t is applied to the
+    # rows of L and P element by element instead.
+    fold_rows = dtype == "bfloat16"
 
     @T.prim_func
     def fused_fwd(
@@ -102,6 +106,7 @@ def build(dtype: str, beta_dtype: str):
             gc_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
             rk_s = T.alloc_shared((C,), acc)
+            ra_s = T.alloc_shared((C,), acc)   # a_t = exp(gc_t - gc_m)
             cu_s = T.alloc_shared((C,), acc)
             cw_s = T.alloc_shared((C,), acc)
             cp_s = T.alloc_shared((C,), acc)
@@ -187,6 +192,7 @@ def build(dtype: str, beta_dtype: str):
                     cp_f = T.alloc_fragment((C,), acc)
                     gcol_f = T.alloc_fragment((C,), acc)
                     rp_f = T.alloc_fragment((C,), acc)      # per-row factors
+                    ra_f = T.alloc_fragment((C,), acc)
                     gr_f = T.alloc_fragment((C,), acc)
                     red = T.alloc_local((4,), acc)
                     r = tx - 128
@@ -237,14 +243,20 @@ def build(dtype: str, beta_dtype: str):
                             red[0] = gc_s[r]
                             red[1] = T.if_then_else(rank1, gc_s[C // 2 - 1], red[0])   # gc_m, or gc_t itself
                             red[2] = T.exp2((red[0] - red[1]) * LOG2E)                  # a_t (1 off rank-1)
+                            ra_s[r] = red[2]
+                            if not fold_rows:
+                                red[2] = 1.0
                             # per-token factors for the state warpgroup (stage st)
                             dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[r] * red[2], 0.0)
                             og_s[st, r] = T.exp2(red[0] * LOG2E) * rq_s[r] * scale
                             # columns of u~ (cu), -w~ (cw), P~ (cp); rows of P~ (rp)
                             cu_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[st, r]
                             cw_s[r] = -(T.exp2(red[1] * LOG2E) * b_s[st, r] * rk_s[r])
-                            cp_s[r] = rk_s[r]
-                            rp_s[r] = red[2] * rq_s[r] * scale
+                            if fold_rows:
+                                cp_s[r] = rk_s[r]
+                            else:
+                                cp_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[r]
+                            rp_s[r] = ra_s[r] * rq_s[r] * scale
                         if r == 0:
                             egl_s[st, 0] = T.exp2(gc_s[C - 1] * LOG2E)
                         T.sync_threads(1, 128)
@@ -254,8 +266,13 @@ def build(dtype: str, beta_dtype: str):
                         T.copy(rp_s, rp_f)
                         if rank1:
                             # L is exactly lower triangular (unit diagonal): no mask needed
-                            for t, s in T.Parallel(C, C):
-                                Lf[t, s] = T.cast(L_s[st, t, s], acc)
+                            if fold_rows:
+                                for t, s in T.Parallel(C, C):
+                                    Lf[t, s] = T.cast(L_s[st, t, s], acc)
+                            else:
+                                T.copy(ra_s, ra_f)
+                                for t, s in T.Parallel(C, C):
+                                    Lf[t, s] = T.cast(L_s[st, t, s], acc) * ra_f[t]
                         else:
                             T.copy(gc_s, gr_f)
                             T.copy(gc_s, gcol_f)

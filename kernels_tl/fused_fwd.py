@@ -95,36 +95,43 @@ def build(dtype: str, beta_dtype: str):
             k_s = T.alloc_shared((2, C, D), dtype)
             v_s = T.alloc_shared((2, C, DV), dtype)
             L_s = T.alloc_shared((2, C, C), dtype)
-            g_s = T.alloc_shared((2, C), acc)
-            b_s = T.alloc_shared((2, C), acc)
-            u_s = T.alloc_shared((2, C, DV + 8), dtype)  # u' [t][c], rows padded: conflict-free both ways
-            w_s = T.alloc_shared((2, C, D), dtype)      # -w'   [t][k]
-            p_s = T.alloc_shared((2, C, C), dtype)      # P     [t][s]
+            g_s = T.alloc_shared((C,), acc)             # gate warpgroup's own g, beta (one chunk)
+            b_s = T.alloc_shared((C,), acc)
+            # prep -> state, per stage
+            u_s = T.alloc_shared((2, C, DV + 8), dtype)  # u~ [t][c], rows padded: conflict-free both ways
+            w_s = T.alloc_shared((2, C, D), dtype)      # -w~   [t][k]
+            p_s = T.alloc_shared((2, C, C), dtype)      # P~    [t][s]
             dec_s = T.alloc_shared((2, C), acc)
             og_s = T.alloc_shared((2, C), acc)
             egl_s = T.alloc_shared((2, 1), acc)
+            # gate warpgroup -> WY warpgroup, per stage
+            ra_s = T.alloc_shared((2, C), acc)          # a_t = exp(gc_t - gc_m)
+            cu_s = T.alloc_shared((2, C), acc)
+            cw_s = T.alloc_shared((2, C), acc)
+            gcs_s = T.alloc_shared((2, C), acc)         # gc, for the element-wise fallback
+            flag_s = T.alloc_shared((2, 1), "int32")    # 1: rank-1 gate factors apply
+            # gate warpgroup scratch
             gc_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
             rk_s = T.alloc_shared((C,), acc)
-            ra_s = T.alloc_shared((C,), acc)   # a_t = exp(gc_t - gc_m)
-            cu_s = T.alloc_shared((C,), acc)
-            cw_s = T.alloc_shared((C,), acc)
             cp_s = T.alloc_shared((C,), acc)
             rp_s = T.alloc_shared((C,), acc)
             o_s = T.alloc_shared((C, DV), dtype)
 
-            full = T.alloc_barrier(arrive_count=[64, 64])
-            empty = T.alloc_barrier(arrive_count=[256, 256])
-            pfull = T.alloc_barrier(arrive_count=[128, 128])
+            full = T.alloc_barrier(arrive_count=[128, 128])
+            empty = T.alloc_barrier(arrive_count=[384, 384])
+            vready = T.alloc_barrier(arrive_count=[128, 128])
+            pfull = T.alloc_barrier(arrive_count=[256, 256])
             pempty = T.alloc_barrier(arrive_count=[128, 128])
 
             if n >= 0:
                 if tx < 128:
-                    # ------------------------------ WG0: state ------------------------------
-                    T.set_max_nreg(240, 1)
+                    # ------------- WG0: state; also refills the input stages by TMA -------------
+                    # (it is the last consumer of every stage, so it refills a stage as soon as it
+                    # has finished with it: the same point a separate producer would wait for)
                     S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
                     S_bf = T.alloc_fragment((DV, D), dtype)
-                    vacc = T.alloc_fragment((DV, C), acc)       # v_new^T [c][t]
+                    vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
                     vn_bf = T.alloc_fragment((DV, C), dtype)
                     vnd_bf = T.alloc_fragment((DV, C), dtype)
                     oacc = T.alloc_fragment((DV, C), acc)       # o^T [c][t]
@@ -132,6 +139,12 @@ def build(dtype: str, beta_dtype: str):
                     og_f = T.alloc_fragment((C,), acc)
                     egl = T.alloc_local((1,), acc)
 
+                    for j in T.serial(T.min(nch, 2)):
+                        T.tma_copy(q[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hk, 0:D], q_s[j, :, :], barrier=full[j])
+                        T.tma_copy(k[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
+                        T.tma_copy(v[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
+                        T.tma_copy(L[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hv, 0:C], L_s[j, :, :], barrier=full[j])
+                        T.barrier_arrive(full[j])
                     if has_h0 != 0 and c_begin == 0:
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = h0[n, hv, kk, c0 + c]
@@ -165,6 +178,13 @@ def build(dtype: str, beta_dtype: str):
                         T.gemm(vn_bf, p_s[st, :, :], oacc, transpose_B=True)
                         T.barrier_arrive(empty[st])
                         T.barrier_arrive(pempty[st])
+                        if i + 2 < nch:
+                            T.barrier_wait(empty[st], ph)
+                            T.tma_copy(q[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hk, 0:D], q_s[st, :, :], barrier=full[st])
+                            T.tma_copy(k[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hk, 0:D], k_s[st, :, :], barrier=full[st])
+                            T.tma_copy(v[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hv, c0:c0 + DV], v_s[st, :, :], barrier=full[st])
+                            T.tma_copy(L[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hv, 0:C], L_s[st, :, :], barrier=full[st])
+                            T.barrier_arrive(full[st])
                         if nvalid == C:
                             for c, t in T.Parallel(DV, C):
                                 o_s[t, c] = oacc[c, t]
@@ -179,35 +199,86 @@ def build(dtype: str, beta_dtype: str):
                             ht[n, hv, kk, c0 + c] = S[c, kk]
 
                 elif tx < 256:
-                    # ------------------------------ WG1: prep -------------------------------
-                    T.set_max_nreg(224, 1)
+                    # ------------------- WG1: WY products u~ = Au V, -w~ = Aw K -------------------
                     Lf = T.alloc_fragment((C, C), acc)
                     Au = T.alloc_fragment((C, C), dtype)
                     Aw = T.alloc_fragment((C, C), dtype)
                     uacc = T.alloc_fragment((C, DV), acc)
                     wacc = T.alloc_fragment((C, D), acc)
-                    pacc = T.alloc_fragment((C, C), acc)
                     cu_f = T.alloc_fragment((C,), acc)      # per-column factors, held in registers
                     cw_f = T.alloc_fragment((C,), acc)
-                    cp_f = T.alloc_fragment((C,), acc)
-                    gcol_f = T.alloc_fragment((C,), acc)
-                    rp_f = T.alloc_fragment((C,), acc)      # per-row factors
-                    ra_f = T.alloc_fragment((C,), acc)
+                    ra_f = T.alloc_fragment((C,), acc)      # per-row factor (fp16 only)
                     gr_f = T.alloc_fragment((C,), acc)
+                    gcol_f = T.alloc_fragment((C,), acc)
+
+                    for i in T.serial(nch):
+                        st = i % 2
+                        ph = (i // 2) % 2
+                        T.barrier_wait(full[st], ph)
+                        T.barrier_wait(vready[st], ph)
+                        T.copy(cu_s[st, :], cu_f)
+                        T.copy(cw_s[st, :], cw_f)
+                        if flag_s[st, 0] != 0:
+                            # L is exactly lower triangular (unit diagonal): no mask needed
+                            if fold_rows:
+                                for t, s in T.Parallel(C, C):
+                                    Lf[t, s] = T.cast(L_s[st, t, s], acc)
+                            else:
+                                T.copy(ra_s[st, :], ra_f)
+                                for t, s in T.Parallel(C, C):
+                                    Lf[t, s] = T.cast(L_s[st, t, s], acc) * ra_f[t]
+                        else:
+                            T.copy(gcs_s[st, :], gr_f)
+                            T.copy(gcs_s[st, :], gcol_f)
+                            for t, s in T.Parallel(C, C):
+                                Lf[t, s] = T.cast(L_s[st, t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E)
+                        for t, s in T.Parallel(C, C):
+                            Au[t, s] = Lf[t, s] * cu_f[s]
+                        T.gemm(Au, v_s[st, :, :], uacc, clear_accum=True)
+                        for t, s in T.Parallel(C, C):
+                            Aw[t, s] = Lf[t, s] * cw_f[s]
+                        T.barrier_wait(pempty[st], (ph + 1) % 2)
+                        T.copy(uacc, u_s[st, :, 0:DV])
+                        T.gemm(Aw, k_s[st, :, :], wacc, clear_accum=True)
+                        T.copy(wacc, w_s[st, :, :])
+                        T.fence_proxy_async()
+                        T.barrier_arrive(pfull[st])
+                        T.barrier_arrive(empty[st])
+
+                elif tx < 384:
+                    # ------------- WG2: gate factors, q/k norms, P~ = scale (G * Q K^T) --------------
+                    # g and beta are read only here: loaded one chunk ahead into registers.
+                    pacc = T.alloc_fragment((C, C), acc)
+                    pre = T.alloc_local((2,), acc)
+                    cp_f = T.alloc_fragment((C,), acc)
+                    rp_f = T.alloc_fragment((C,), acc)
+                    gr_f2 = T.alloc_fragment((C,), acc)
+                    gcol_f2 = T.alloc_fragment((C,), acc)
                     red = T.alloc_local((4,), acc)
-                    r = tx - 128
+                    r = tx - 256
+                    if r < C and nch > 0:
+                        pre[0] = T.if_then_else(r < T.min(eos - bos - c_begin * C, C), g[bos + c_begin * C + r, hv], 0.0)
+                        pre[1] = T.if_then_else(r < T.min(eos - bos - c_begin * C, C),
+                                                T.cast(beta[bos + c_begin * C + r, hv], acc), 0.0)
 
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
                         t0 = bos + (c_begin + i) * C
                         nvalid = T.min(eos - t0, C)
-                        T.sync_threads(1, 128)   # the scratch vectors of chunk i-1 are read
+                        T.sync_threads(1, 128)   # this warpgroup's scratch of chunk i-1 is read
+                        if r < C:
+                            g_s[r] = pre[0]
+                            b_s[r] = pre[1]
+                            if i + 1 < nch:      # prefetch chunk i+1; consumed next iteration
+                                pre[0] = T.if_then_else(r < T.min(eos - t0 - C, C), g[t0 + C + r, hv], 0.0)
+                                pre[1] = T.if_then_else(r < T.min(eos - t0 - C, C), T.cast(beta[t0 + C + r, hv], acc), 0.0)
+                        T.sync_threads(1, 128)
                         T.barrier_wait(full[st], ph)
                         # gc: chunk-local inclusive cumsum (warp 0), q/k row norms (all threads)
                         if r < 32:
-                            red[0] = g_s[st, 2 * r]
-                            red[1] = g_s[st, 2 * r] + g_s[st, 2 * r + 1]
+                            red[0] = g_s[2 * r]
+                            red[1] = g_s[2 * r] + g_s[2 * r + 1]
                             red[2] = red[1]
                             for d in T.unroll(5):
                                 red[3] = T.shfl_up(red[2], 1 << d)
@@ -231,101 +302,54 @@ def build(dtype: str, beta_dtype: str):
                                 rk_s[r] = 1.0
                         T.sync_threads(1, 128)
                         # Gate ratios G_ts = exp(gc_t - gc_s) (s <= t) factor as a_t * b_s around the
-                        # middle token m: a_t = exp(gc_t - gc_m), b_s = exp(gc_m - gc_s). The rows'
-                        # a_t are not applied at all: this warpgroup hands over u~ = u'/a, w~ = w'/a
-                        # and P~ = P diag(a), the state warpgroup computes v~ = v_new / a and uses
-                        # dec' = dec * a, so the products it forms are unchanged. Exact (no overflow,
-                        # v~ stays < 2.4e17 |v_new|) while the chunk's total decay is below 40;
-                        # beyond that a = 1 and G is formed element by element (slower, rare).
+                        # middle token m: a_t = exp(gc_t - gc_m), b_s = exp(gc_m - gc_s). For bf16 the
+                        # rows' a_t are not applied at all: the WY warpgroup hands over u~ = u'/a,
+                        # w~ = w'/a, this one P~ = P diag(a), and the state warpgroup computes
+                        # v~ = v_new / a with dec' = dec * a, so the products it forms are unchanged.
+                        # Exact (no overflow, v~ < 2.4e17 |v_new|) while the chunk's total decay is
+                        # below 40; beyond that a = 1 and G is formed element by element (rare).
                         rank1 = gc_s[C - 1] > -40.0
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         if r < C:
                             red[0] = gc_s[r]
                             red[1] = T.if_then_else(rank1, gc_s[C // 2 - 1], red[0])   # gc_m, or gc_t itself
                             red[2] = T.exp2((red[0] - red[1]) * LOG2E)                  # a_t (1 off rank-1)
-                            ra_s[r] = red[2]
+                            ra_s[st, r] = red[2]
+                            gcs_s[st, r] = red[0]
+                            rp_s[r] = red[2] * rq_s[r] * scale
                             if not fold_rows:
                                 red[2] = 1.0
-                            # per-token factors for the state warpgroup (stage st)
+                            # per-token factors for the state warpgroup
                             dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[r] * red[2], 0.0)
                             og_s[st, r] = T.exp2(red[0] * LOG2E) * rq_s[r] * scale
-                            # columns of u~ (cu), -w~ (cw), P~ (cp); rows of P~ (rp)
-                            cu_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[st, r]
-                            cw_s[r] = -(T.exp2(red[1] * LOG2E) * b_s[st, r] * rk_s[r])
+                            # columns of u~ (cu) and -w~ (cw) for the WY warpgroup; of P~ (cp) here
+                            cu_s[st, r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[r]
+                            cw_s[st, r] = -(T.exp2(red[1] * LOG2E) * b_s[r] * rk_s[r])
                             if fold_rows:
                                 cp_s[r] = rk_s[r]
                             else:
                                 cp_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[r]
-                            rp_s[r] = ra_s[r] * rq_s[r] * scale
                         if r == 0:
                             egl_s[st, 0] = T.exp2(gc_s[C - 1] * LOG2E)
+                            flag_s[st, 0] = T.if_then_else(rank1, 1, 0)
+                        T.barrier_arrive(vready[st])
                         T.sync_threads(1, 128)
-                        T.copy(cu_s, cu_f)
-                        T.copy(cw_s, cw_f)
                         T.copy(cp_s, cp_f)
                         T.copy(rp_s, rp_f)
-                        if rank1:
-                            # L is exactly lower triangular (unit diagonal): no mask needed
-                            if fold_rows:
-                                for t, s in T.Parallel(C, C):
-                                    Lf[t, s] = T.cast(L_s[st, t, s], acc)
-                            else:
-                                T.copy(ra_s, ra_f)
-                                for t, s in T.Parallel(C, C):
-                                    Lf[t, s] = T.cast(L_s[st, t, s], acc) * ra_f[t]
-                        else:
-                            T.copy(gc_s, gr_f)
-                            T.copy(gc_s, gcol_f)
-                            for t, s in T.Parallel(C, C):
-                                Lf[t, s] = T.cast(L_s[st, t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E)
-                        for t, s in T.Parallel(C, C):
-                            Au[t, s] = Lf[t, s] * cu_f[s]
-                        T.gemm(Au, v_s[st, :, :], uacc, clear_accum=True)
-                        for t, s in T.Parallel(C, C):
-                            Aw[t, s] = Lf[t, s] * cw_f[s]
-                        T.copy(uacc, u_s[st, :, 0:DV])
-                        T.gemm(Aw, k_s[st, :, :], wacc, clear_accum=True)
-                        T.copy(wacc, w_s[st, :, :])
                         T.gemm(q_s[st, :, :], k_s[st, :, :], pacc, transpose_B=True, clear_accum=True)
                         if rank1:
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
                         else:
+                            T.copy(gc_s, gr_f2)
+                            T.copy(gc_s, gcol_f2)
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(
-                                    s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                                    s <= t, pacc[t, s] * T.exp2(T.min(gr_f2[t] - gcol_f2[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
                         T.barrier_arrive(empty[st])
 
-                else:
-                    # ------------------------------ WG2: producer ---------------------------
-                    T.set_max_nreg(40, 0)
-                    if tx < 288:
-                        for i in T.serial(nch):
-                            st = i % 2
-                            ph = (i // 2) % 2
-                            t0 = bos + (c_begin + i) * C
-                            T.barrier_wait(empty[st], (ph + 1) % 2)
-                            T.tma_copy(q[t0:t0 + C, hk, 0:D], q_s[st, :, :], barrier=full[st])
-                            T.tma_copy(k[t0:t0 + C, hk, 0:D], k_s[st, :, :], barrier=full[st])
-                            T.tma_copy(v[t0:t0 + C, hv, c0:c0 + DV], v_s[st, :, :], barrier=full[st])
-                            T.tma_copy(L[t0:t0 + C, hv, 0:C], L_s[st, :, :], barrier=full[st])
-                            T.barrier_arrive(full[st])
-                    elif tx < 320:
-                        lane = tx - 288
-                        for i in T.serial(nch):
-                            st = i % 2
-                            ph = (i // 2) % 2
-                            t0 = bos + (c_begin + i) * C
-                            nvalid = T.min(eos - t0, C)
-                            T.barrier_wait(empty[st], (ph + 1) % 2)
-                            for e in T.unroll(2):
-                                g_s[st, lane + 32 * e] = T.if_then_else(
-                                    lane + 32 * e < nvalid, g[t0 + lane + 32 * e, hv], 0.0)
-                                b_s[st, lane + 32 * e] = T.if_then_else(
-                                    lane + 32 * e < nvalid, T.cast(beta[t0 + lane + 32 * e, hv], acc), 0.0)
-                            T.barrier_arrive(full[st])
 
     return fused_fwd
 

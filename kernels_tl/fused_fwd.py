@@ -50,6 +50,7 @@ def build(dtype: str, beta_dtype: str):
     # (up to e^40 larger); fp16 (max 65504) cannot hold that, so there a_t is applied to the
     # rows of L and P element by element instead.
     fold_rows = dtype == "bfloat16"
+    NSTAGE = 3     # input ring depth: the refill of chunk i+3 goes out when chunk i is done
 
     @T.prim_func
     def fused_fwd(
@@ -91,10 +92,11 @@ def build(dtype: str, beta_dtype: str):
             hk = hv // (HV // H)
             c0 = vh * DV
 
-            q_s = T.alloc_shared((2, C, D), dtype)
-            k_s = T.alloc_shared((2, C, D), dtype)
-            v_s = T.alloc_shared((2, C, DV), dtype)
-            L_s = T.alloc_shared((2, C, C), dtype)
+            # inputs: NSTAGE-deep ring (TMA); prep outputs: double-buffered
+            q_s = T.alloc_shared((NSTAGE, C, D), dtype)
+            k_s = T.alloc_shared((NSTAGE, C, D), dtype)
+            v_s = T.alloc_shared((NSTAGE, C, DV), dtype)
+            L_s = T.alloc_shared((NSTAGE, C, C), dtype)
             g_s = T.alloc_shared((C,), acc)             # gate warpgroup's own g, beta (one chunk)
             b_s = T.alloc_shared((C,), acc)
             # prep -> state, per stage
@@ -118,8 +120,8 @@ def build(dtype: str, beta_dtype: str):
             rp_s = T.alloc_shared((C,), acc)
             o_s = T.alloc_shared((C, DV), dtype)
 
-            full = T.alloc_barrier(arrive_count=[128, 128])
-            empty = T.alloc_barrier(arrive_count=[384, 384])
+            full = T.alloc_barrier(arrive_count=[128] * NSTAGE)
+            empty = T.alloc_barrier(arrive_count=[384] * NSTAGE)
             vready = T.alloc_barrier(arrive_count=[128, 128])
             pfull = T.alloc_barrier(arrive_count=[256, 256])
             pempty = T.alloc_barrier(arrive_count=[128, 128])
@@ -139,7 +141,7 @@ def build(dtype: str, beta_dtype: str):
                     og_f = T.alloc_fragment((C,), acc)
                     egl = T.alloc_local((1,), acc)
 
-                    for j in T.serial(T.min(nch, 2)):
+                    for j in T.serial(T.min(nch, NSTAGE)):
                         T.tma_copy(q[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hk, 0:D], q_s[j, :, :], barrier=full[j])
                         T.tma_copy(k[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
                         T.tma_copy(v[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
@@ -154,11 +156,13 @@ def build(dtype: str, beta_dtype: str):
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
+                        si = i % NSTAGE
+                        pi = (i // NSTAGE) % 2
                         t0 = bos + (c_begin + i) * C
                         nvalid = T.min(eos - t0, C)
                         T.copy(S, S_bf)
                         T.barrier_wait(pfull[st], ph)
-                        T.barrier_wait(full[st], ph)
+                        T.barrier_wait(full[si], pi)
                         for c, t in T.Parallel(DV, C):
                             vacc[c, t] = u_s[st, t, c]
                         T.copy(dec_s[st, :], dec_f)
@@ -171,20 +175,20 @@ def build(dtype: str, beta_dtype: str):
                             vn_bf[c, t] = vacc[c, t]
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = S[c, kk] * egl[0]
-                        T.gemm(vnd_bf, k_s[st, :, :], S)
-                        T.gemm(S_bf, q_s[st, :, :], oacc, transpose_B=True, clear_accum=True)
+                        T.gemm(vnd_bf, k_s[si, :, :], S)
+                        T.gemm(S_bf, q_s[si, :, :], oacc, transpose_B=True, clear_accum=True)
                         for c, t in T.Parallel(DV, C):
                             oacc[c, t] = oacc[c, t] * og_f[t]
                         T.gemm(vn_bf, p_s[st, :, :], oacc, transpose_B=True)
-                        T.barrier_arrive(empty[st])
+                        T.barrier_arrive(empty[si])
                         T.barrier_arrive(pempty[st])
-                        if i + 2 < nch:
-                            T.barrier_wait(empty[st], ph)
-                            T.tma_copy(q[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hk, 0:D], q_s[st, :, :], barrier=full[st])
-                            T.tma_copy(k[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hk, 0:D], k_s[st, :, :], barrier=full[st])
-                            T.tma_copy(v[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hv, c0:c0 + DV], v_s[st, :, :], barrier=full[st])
-                            T.tma_copy(L[bos + (c_begin + i + 2) * C:bos + (c_begin + i + 2) * C + C, hv, 0:C], L_s[st, :, :], barrier=full[st])
-                            T.barrier_arrive(full[st])
+                        if i + NSTAGE < nch:
+                            T.barrier_wait(empty[si], pi)
+                            T.tma_copy(q[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hk, 0:D], q_s[si, :, :], barrier=full[si])
+                            T.tma_copy(k[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hk, 0:D], k_s[si, :, :], barrier=full[si])
+                            T.tma_copy(v[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hv, c0:c0 + DV], v_s[si, :, :], barrier=full[si])
+                            T.tma_copy(L[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hv, 0:C], L_s[si, :, :], barrier=full[si])
+                            T.barrier_arrive(full[si])
                         if nvalid == C:
                             for c, t in T.Parallel(DV, C):
                                 o_s[t, c] = oacc[c, t]
@@ -214,7 +218,9 @@ def build(dtype: str, beta_dtype: str):
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
-                        T.barrier_wait(full[st], ph)
+                        si = i % NSTAGE
+                        pi = (i // NSTAGE) % 2
+                        T.barrier_wait(full[si], pi)
                         T.barrier_wait(vready[st], ph)
                         T.copy(cu_s[st, :], cu_f)
                         T.copy(cw_s[st, :], cw_f)
@@ -222,28 +228,28 @@ def build(dtype: str, beta_dtype: str):
                             # L is exactly lower triangular (unit diagonal): no mask needed
                             if fold_rows:
                                 for t, s in T.Parallel(C, C):
-                                    Lf[t, s] = T.cast(L_s[st, t, s], acc)
+                                    Lf[t, s] = T.cast(L_s[si, t, s], acc)
                             else:
                                 T.copy(ra_s[st, :], ra_f)
                                 for t, s in T.Parallel(C, C):
-                                    Lf[t, s] = T.cast(L_s[st, t, s], acc) * ra_f[t]
+                                    Lf[t, s] = T.cast(L_s[si, t, s], acc) * ra_f[t]
                         else:
                             T.copy(gcs_s[st, :], gr_f)
                             T.copy(gcs_s[st, :], gcol_f)
                             for t, s in T.Parallel(C, C):
-                                Lf[t, s] = T.cast(L_s[st, t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E)
+                                Lf[t, s] = T.cast(L_s[si, t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E)
                         for t, s in T.Parallel(C, C):
                             Au[t, s] = Lf[t, s] * cu_f[s]
-                        T.gemm(Au, v_s[st, :, :], uacc, clear_accum=True)
+                        T.gemm(Au, v_s[si, :, :], uacc, clear_accum=True)
                         for t, s in T.Parallel(C, C):
                             Aw[t, s] = Lf[t, s] * cw_f[s]
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         T.copy(uacc, u_s[st, :, 0:DV])
-                        T.gemm(Aw, k_s[st, :, :], wacc, clear_accum=True)
+                        T.gemm(Aw, k_s[si, :, :], wacc, clear_accum=True)
                         T.copy(wacc, w_s[st, :, :])
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
-                        T.barrier_arrive(empty[st])
+                        T.barrier_arrive(empty[si])
 
                 elif tx < 384:
                     # ------------- WG2: gate factors, q/k norms, P~ = scale (G * Q K^T) --------------
@@ -264,6 +270,8 @@ def build(dtype: str, beta_dtype: str):
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
+                        si = i % NSTAGE
+                        pi = (i // NSTAGE) % 2
                         t0 = bos + (c_begin + i) * C
                         nvalid = T.min(eos - t0, C)
                         T.sync_threads(1, 128)   # this warpgroup's scratch of chunk i-1 is read
@@ -274,7 +282,7 @@ def build(dtype: str, beta_dtype: str):
                                 pre[0] = T.if_then_else(r < T.min(eos - t0 - C, C), g[t0 + C + r, hv], 0.0)
                                 pre[1] = T.if_then_else(r < T.min(eos - t0 - C, C), T.cast(beta[t0 + C + r, hv], acc), 0.0)
                         T.sync_threads(1, 128)
-                        T.barrier_wait(full[st], ph)
+                        T.barrier_wait(full[si], pi)
                         # gc: chunk-local inclusive cumsum (warp 0), q/k row norms (all threads)
                         if r < 32:
                             red[0] = g_s[2 * r]
@@ -289,8 +297,8 @@ def build(dtype: str, beta_dtype: str):
                             red[0] = 0.0
                             red[1] = 0.0
                             for e in T.unroll(64):
-                                red[0] = red[0] + T.cast(q_s[st, r // 2, (r % 2) * 64 + e], acc) * T.cast(q_s[st, r // 2, (r % 2) * 64 + e], acc)
-                                red[1] = red[1] + T.cast(k_s[st, r // 2, (r % 2) * 64 + e], acc) * T.cast(k_s[st, r // 2, (r % 2) * 64 + e], acc)
+                                red[0] = red[0] + T.cast(q_s[si, r // 2, (r % 2) * 64 + e], acc) * T.cast(q_s[si, r // 2, (r % 2) * 64 + e], acc)
+                                red[1] = red[1] + T.cast(k_s[si, r // 2, (r % 2) * 64 + e], acc) * T.cast(k_s[si, r // 2, (r % 2) * 64 + e], acc)
                             red[0] = red[0] + T.shfl_xor(red[0], 1)
                             red[1] = red[1] + T.shfl_xor(red[1], 1)
                             if r % 2 == 0:
@@ -336,7 +344,7 @@ def build(dtype: str, beta_dtype: str):
                         T.sync_threads(1, 128)
                         T.copy(cp_s, cp_f)
                         T.copy(rp_s, rp_f)
-                        T.gemm(q_s[st, :, :], k_s[st, :, :], pacc, transpose_B=True, clear_accum=True)
+                        T.gemm(q_s[si, :, :], k_s[si, :, :], pacc, transpose_B=True, clear_accum=True)
                         if rank1:
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
@@ -348,7 +356,7 @@ def build(dtype: str, beta_dtype: str):
                                     s <= t, pacc[t, s] * T.exp2(T.min(gr_f2[t] - gcol_f2[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
-                        T.barrier_arrive(empty[st])
+                        T.barrier_arrive(empty[si])
 
 
     return fused_fwd

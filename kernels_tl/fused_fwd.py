@@ -76,7 +76,7 @@ def build(dtype: str, beta_dtype: str):
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
         # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
-        with T.Kernel(2 * num_segs, HV, threads=384) as (bx, hv):
+        with T.Kernel(2 * num_segs, HV, threads=256) as (bx, hv):
             vh = bx % 2
             seg = bx // 2
             tx = T.get_thread_binding()
@@ -97,7 +97,7 @@ def build(dtype: str, beta_dtype: str):
             k_s = T.alloc_shared((NSTAGE, C, D), dtype)
             v_s = T.alloc_shared((NSTAGE, C, DV), dtype)
             L_s = T.alloc_shared((NSTAGE, C, C), dtype)
-            g_s = T.alloc_shared((C,), acc)             # gate warpgroup's own g, beta (one chunk)
+            g_s = T.alloc_shared((C,), acc)             # prep warpgroup's own g, beta (one chunk)
             b_s = T.alloc_shared((C,), acc)
             # prep -> state, per stage
             u_s = T.alloc_shared((2, C, DV + 8), dtype)  # u~ [t][c], rows padded: conflict-free both ways
@@ -106,13 +106,10 @@ def build(dtype: str, beta_dtype: str):
             dec_s = T.alloc_shared((2, C), acc)
             og_s = T.alloc_shared((2, C), acc)
             egl_s = T.alloc_shared((2, 1), acc)
-            # gate warpgroup -> WY warpgroup, per stage
-            ra_s = T.alloc_shared((2, C), acc)          # a_t = exp(gc_t - gc_m)
-            cu_s = T.alloc_shared((2, C), acc)
-            cw_s = T.alloc_shared((2, C), acc)
-            gcs_s = T.alloc_shared((2, C), acc)         # gc, for the element-wise fallback
-            flag_s = T.alloc_shared((2, 1), "int32")    # 1: rank-1 gate factors apply
-            # gate warpgroup scratch
+            # prep warpgroup scratch (one chunk)
+            ra_s = T.alloc_shared((C,), acc)            # a_t = exp(gc_t - gc_m)
+            cu_s = T.alloc_shared((C,), acc)
+            cw_s = T.alloc_shared((C,), acc)
             gc_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
             rk_s = T.alloc_shared((C,), acc)
@@ -121,9 +118,8 @@ def build(dtype: str, beta_dtype: str):
             o_s = T.alloc_shared((C, DV), dtype)
 
             full = T.alloc_barrier(arrive_count=[128] * NSTAGE)
-            empty = T.alloc_barrier(arrive_count=[384] * NSTAGE)
-            vready = T.alloc_barrier(arrive_count=[128, 128])
-            pfull = T.alloc_barrier(arrive_count=[256, 256])
+            empty = T.alloc_barrier(arrive_count=[256] * NSTAGE)
+            pfull = T.alloc_barrier(arrive_count=[128, 128])
             pempty = T.alloc_barrier(arrive_count=[128, 128])
 
             if n >= 0:
@@ -202,66 +198,25 @@ def build(dtype: str, beta_dtype: str):
                         for c, kk in T.Parallel(DV, D):
                             ht[n, hv, kk, c0 + c] = S[c, kk]
 
-                elif tx < 256:
-                    # ------------------- WG1: WY products u~ = Au V, -w~ = Aw K -------------------
+                else:
+                    # ------- WG1: prep (one chunk ahead of WG0): gate factors, WY products, P~ -------
+                    # g and beta are read only here: loaded one chunk ahead into registers.
                     Lf = T.alloc_fragment((C, C), acc)
                     Au = T.alloc_fragment((C, C), dtype)
                     Aw = T.alloc_fragment((C, C), dtype)
                     uacc = T.alloc_fragment((C, DV), acc)
                     wacc = T.alloc_fragment((C, D), acc)
+                    pacc = T.alloc_fragment((C, C), acc)
                     cu_f = T.alloc_fragment((C,), acc)      # per-column factors, held in registers
                     cw_f = T.alloc_fragment((C,), acc)
-                    ra_f = T.alloc_fragment((C,), acc)      # per-row factor (fp16 only)
+                    cp_f = T.alloc_fragment((C,), acc)
+                    rp_f = T.alloc_fragment((C,), acc)      # per-row factors
+                    ra_f = T.alloc_fragment((C,), acc)
                     gr_f = T.alloc_fragment((C,), acc)
                     gcol_f = T.alloc_fragment((C,), acc)
-
-                    for i in T.serial(nch):
-                        st = i % 2
-                        ph = (i // 2) % 2
-                        si = i % NSTAGE
-                        pi = (i // NSTAGE) % 2
-                        T.barrier_wait(full[si], pi)
-                        T.barrier_wait(vready[st], ph)
-                        T.copy(cu_s[st, :], cu_f)
-                        T.copy(cw_s[st, :], cw_f)
-                        if flag_s[st, 0] != 0:
-                            # L is exactly lower triangular (unit diagonal): no mask needed
-                            if fold_rows:
-                                for t, s in T.Parallel(C, C):
-                                    Lf[t, s] = T.cast(L_s[si, t, s], acc)
-                            else:
-                                T.copy(ra_s[st, :], ra_f)
-                                for t, s in T.Parallel(C, C):
-                                    Lf[t, s] = T.cast(L_s[si, t, s], acc) * ra_f[t]
-                        else:
-                            T.copy(gcs_s[st, :], gr_f)
-                            T.copy(gcs_s[st, :], gcol_f)
-                            for t, s in T.Parallel(C, C):
-                                Lf[t, s] = T.cast(L_s[si, t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E)
-                        for t, s in T.Parallel(C, C):
-                            Au[t, s] = Lf[t, s] * cu_f[s]
-                        T.gemm(Au, v_s[si, :, :], uacc, clear_accum=True)
-                        for t, s in T.Parallel(C, C):
-                            Aw[t, s] = Lf[t, s] * cw_f[s]
-                        T.barrier_wait(pempty[st], (ph + 1) % 2)
-                        T.copy(uacc, u_s[st, :, 0:DV])
-                        T.gemm(Aw, k_s[si, :, :], wacc, clear_accum=True)
-                        T.copy(wacc, w_s[st, :, :])
-                        T.fence_proxy_async()
-                        T.barrier_arrive(pfull[st])
-                        T.barrier_arrive(empty[si])
-
-                elif tx < 384:
-                    # ------------- WG2: gate factors, q/k norms, P~ = scale (G * Q K^T) --------------
-                    # g and beta are read only here: loaded one chunk ahead into registers.
-                    pacc = T.alloc_fragment((C, C), acc)
                     pre = T.alloc_local((2,), acc)
-                    cp_f = T.alloc_fragment((C,), acc)
-                    rp_f = T.alloc_fragment((C,), acc)
-                    gr_f2 = T.alloc_fragment((C,), acc)
-                    gcol_f2 = T.alloc_fragment((C,), acc)
                     red = T.alloc_local((4,), acc)
-                    r = tx - 256
+                    r = tx - 128
                     if r < C and nch > 0:
                         pre[0] = T.if_then_else(r < T.min(eos - bos - c_begin * C, C), g[bos + c_begin * C + r, hv], 0.0)
                         pre[1] = T.if_then_else(r < T.min(eos - bos - c_begin * C, C),
@@ -311,53 +266,71 @@ def build(dtype: str, beta_dtype: str):
                         T.sync_threads(1, 128)
                         # Gate ratios G_ts = exp(gc_t - gc_s) (s <= t) factor as a_t * b_s around the
                         # middle token m: a_t = exp(gc_t - gc_m), b_s = exp(gc_m - gc_s). For bf16 the
-                        # rows' a_t are not applied at all: the WY warpgroup hands over u~ = u'/a,
-                        # w~ = w'/a, this one P~ = P diag(a), and the state warpgroup computes
-                        # v~ = v_new / a with dec' = dec * a, so the products it forms are unchanged.
-                        # Exact (no overflow, v~ < 2.4e17 |v_new|) while the chunk's total decay is
-                        # below 40; beyond that a = 1 and G is formed element by element (rare).
+                        # rows' a_t are not applied at all: this warpgroup hands over u~ = u'/a,
+                        # w~ = w'/a and P~ = P diag(a), and the state warpgroup computes v~ = v_new / a
+                        # with dec' = dec * a, so the products it forms are unchanged. Exact (no
+                        # overflow, v~ < 2.4e17 |v_new|) while the chunk's total decay is below 40;
+                        # beyond that a = 1 and G is formed element by element (rare).
                         rank1 = gc_s[C - 1] > -40.0
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         if r < C:
                             red[0] = gc_s[r]
                             red[1] = T.if_then_else(rank1, gc_s[C // 2 - 1], red[0])   # gc_m, or gc_t itself
                             red[2] = T.exp2((red[0] - red[1]) * LOG2E)                  # a_t (1 off rank-1)
-                            ra_s[st, r] = red[2]
-                            gcs_s[st, r] = red[0]
+                            ra_s[r] = red[2]
                             rp_s[r] = red[2] * rq_s[r] * scale
                             if not fold_rows:
                                 red[2] = 1.0
                             # per-token factors for the state warpgroup
                             dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[r] * red[2], 0.0)
                             og_s[st, r] = T.exp2(red[0] * LOG2E) * rq_s[r] * scale
-                            # columns of u~ (cu) and -w~ (cw) for the WY warpgroup; of P~ (cp) here
-                            cu_s[st, r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[r]
-                            cw_s[st, r] = -(T.exp2(red[1] * LOG2E) * b_s[r] * rk_s[r])
+                            # columns of u~ (cu), -w~ (cw), P~ (cp)
+                            cu_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[r]
+                            cw_s[r] = -(T.exp2(red[1] * LOG2E) * b_s[r] * rk_s[r])
                             if fold_rows:
                                 cp_s[r] = rk_s[r]
                             else:
                                 cp_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[r]
                         if r == 0:
                             egl_s[st, 0] = T.exp2(gc_s[C - 1] * LOG2E)
-                            flag_s[st, 0] = T.if_then_else(rank1, 1, 0)
-                        T.barrier_arrive(vready[st])
                         T.sync_threads(1, 128)
+                        T.copy(cu_s, cu_f)
+                        T.copy(cw_s, cw_f)
                         T.copy(cp_s, cp_f)
                         T.copy(rp_s, rp_f)
+                        if rank1:
+                            # L is exactly lower triangular (unit diagonal): no mask needed
+                            if fold_rows:
+                                for t, s in T.Parallel(C, C):
+                                    Lf[t, s] = T.cast(L_s[si, t, s], acc)
+                            else:
+                                T.copy(ra_s, ra_f)
+                                for t, s in T.Parallel(C, C):
+                                    Lf[t, s] = T.cast(L_s[si, t, s], acc) * ra_f[t]
+                        else:
+                            T.copy(gc_s, gr_f)
+                            T.copy(gc_s, gcol_f)
+                            for t, s in T.Parallel(C, C):
+                                Lf[t, s] = T.cast(L_s[si, t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E)
+                        for t, s in T.Parallel(C, C):
+                            Au[t, s] = Lf[t, s] * cu_f[s]
+                        T.gemm(Au, v_s[si, :, :], uacc, clear_accum=True)
+                        for t, s in T.Parallel(C, C):
+                            Aw[t, s] = Lf[t, s] * cw_f[s]
+                        T.copy(uacc, u_s[st, :, 0:DV])
+                        T.gemm(Aw, k_s[si, :, :], wacc, clear_accum=True)
+                        T.copy(wacc, w_s[st, :, :])
                         T.gemm(q_s[si, :, :], k_s[si, :, :], pacc, transpose_B=True, clear_accum=True)
                         if rank1:
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
                         else:
-                            T.copy(gc_s, gr_f2)
-                            T.copy(gc_s, gcol_f2)
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(
-                                    s <= t, pacc[t, s] * T.exp2(T.min(gr_f2[t] - gcol_f2[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                                    s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
                         T.barrier_arrive(empty[si])
-
 
     return fused_fwd
 

@@ -18,6 +18,10 @@ group (one wgmma; the K tile comes from L2 for the group's other heads).
      row-vectorised (valid rows only).
   5. L -> global [Ttot, HV, 64] in the input dtype (valid rows only: rows past the sequence end
      belong to the next sequence); stats[chunk, hv] = (sum of g, max_i beta_i |k_i|^2).
+  6. The chunk's gate vectors gvec[chunk, hv, row, token] (rows in common.py: GV_*), computed
+     here once per chunk and value head so that the forward's prep warpgroup only multiplies:
+     gc = cumsum g (warp shuffle scan), q row norms (in-kernel L2 norm), and the factors the
+     forward applies to the rows and columns of its WY products and of P (see fused_fwd).
 
 The inverse is gate-free: the forward applies the gates as G * L with G_ts = exp(gc_t - gc_s)
 (for lower-triangular X, G * X = Gamma X Gamma^-1), so nothing here can overflow.
@@ -27,10 +31,12 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
+from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 
 NAME = "chunk_prep"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
 L2NORM_EPS = 1e-6
+LOG2E = 1.4426950408889634
 
 
 def build(dtype: str, beta_dtype: str):
@@ -42,6 +48,7 @@ def build(dtype: str, beta_dtype: str):
     C = CHUNK
     D = HEAD_DIM
     acc = "float32"
+    fold_rows = dtype == "bfloat16"
 
     @T.prim_func
     def chunk_prep(
@@ -50,11 +57,14 @@ def build(dtype: str, beta_dtype: str):
         g: T.Tensor((Ttot, HV), "float32"),
         cu_seqlens: T.Tensor((NS1,), "int32"),
         chunk_offsets: T.Tensor((NS1,), "int32"),
+        q: T.Tensor((Ttot, H, D), dtype),
         L: T.Tensor((Ttot, HV, C), dtype),
         stats: T.Tensor((NC, HV, 2), "float32"),
+        gvec: T.Tensor((NC, HV, GV_ROWS, C), "float32"),
         seq_len: T.int32,
         num_seqs: T.int32,
         use_l2norm: T.int32,
+        scale: T.float32,
     ):
         with T.Kernel(NC, HV, threads=128) as (chunk, hv):
             tx = T.get_thread_binding()
@@ -83,6 +93,8 @@ def build(dtype: str, beta_dtype: str):
             rkc_f = T.alloc_fragment((C,), acc)
             b_f = T.alloc_fragment((C,), acc)
             stat_s = T.alloc_shared((2, 2), acc)
+            gc_s = T.alloc_shared((C,), acc)
+            rq_s = T.alloc_shared((C,), acc)
             col = T.alloc_local((16,), acc)
             red = T.alloc_local((8,), acc)
 
@@ -147,7 +159,52 @@ def build(dtype: str, beta_dtype: str):
                     if lane % 32 == 0:
                         stat_s[0, lane // 32] = red[0]
                         stat_s[1, lane // 32] = red[1]
+                    # gc: chunk-local inclusive cumsum of g (warp 2, two tokens a lane); padding
+                    # tokens have g = 0 so gc stays at the last valid value.
+                    if lane < 32:
+                        red[4] = T.if_then_else(2 * lane < nvalid, g[t0 + 2 * lane, hv], 0.0)
+                        red[5] = red[4] + T.if_then_else(2 * lane + 1 < nvalid, g[t0 + 2 * lane + 1, hv], 0.0)
+                        red[6] = red[5]
+                        for d in T.unroll(5):
+                            red[7] = T.shfl_up(red[6], 1 << d)
+                            red[6] = red[6] + T.if_then_else(lane >= (1 << d), red[7], 0.0)
+                        gc_s[2 * lane] = red[6] - red[5] + red[4]
+                        gc_s[2 * lane + 1] = red[6]
+                    else:
+                        # q row norms for the in-kernel L2 norm (warp 3, two rows a lane)
+                        for h in T.unroll(2):
+                            red[4] = 0.0
+                            if use_l2norm != 0 and (lane - 32) * 2 + h < nvalid:
+                                for e in T.unroll(D):
+                                    red[4] = red[4] + T.cast(q[t0 + (lane - 32) * 2 + h, hk, e], acc) * T.cast(q[t0 + (lane - 32) * 2 + h, hk, e], acc)
+                            rq_s[(lane - 32) * 2 + h] = T.if_then_else(use_l2norm != 0, T.rsqrt(red[4] + L2NORM_EPS), 1.0)
                 T.sync_threads()
+                # Gate vectors for the forward (one row each, token r = tx < 64). G_ts =
+                # exp(gc_t - gc_s) factors as a_t b_s around m = 31 while the chunk's total decay
+                # is below 40 ("rank-1"); otherwise a = b = 1 and the forward forms G per element.
+                # For bf16 the row factor a_t is folded into v~ = v_new / a_t (see fused_fwd).
+                if tx < C:
+                    red[0] = gc_s[tx]
+                    red[1] = T.if_then_else(gc_s[C - 1] > -40.0, gc_s[C // 2 - 1], red[0])    # gc_m
+                    red[2] = T.exp2((red[0] - red[1]) * LOG2E)                                  # a_t
+                    if fold_rows:
+                        red[3] = red[2]
+                    else:
+                        red[3] = 1.0
+                    gvec[chunk, hv, GV_DEC, tx] = T.if_then_else(
+                        tx < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[tx] * red[3], 0.0)
+                    gvec[chunk, hv, GV_OG, tx] = T.exp2(red[0] * LOG2E) * rq_s[tx] * scale
+                    gvec[chunk, hv, GV_CU, tx] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[tx]
+                    gvec[chunk, hv, GV_CW, tx] = -(T.exp2(red[1] * LOG2E) * b_s[tx] * rk_s[tx])
+                    if fold_rows:
+                        gvec[chunk, hv, GV_CP, tx] = rk_s[tx]
+                    else:
+                        gvec[chunk, hv, GV_CP, tx] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[tx]
+                    gvec[chunk, hv, GV_RP, tx] = red[2] * rq_s[tx] * scale
+                    gvec[chunk, hv, GV_RA, tx] = red[2]
+                    gvec[chunk, hv, GV_GC, tx] = red[0]
+                    gvec[chunk, hv, GV_MISC, tx] = T.if_then_else(
+                        tx == 0, T.exp2(gc_s[C - 1] * LOG2E), T.if_then_else(gc_s[C - 1] > -40.0, 1.0, 0.0))
                 # (b) 16 -> 32 for block pairs p = 0 (in laa_s), 1 (in lbb_s):  X = A21 D0 ; L21 = -D1 X.
                 #     Thread: pair p, a 2x2 output tile (rows i2, i2+1; columns c2, c2+1).
                 p = tx // 64

@@ -28,6 +28,21 @@ IO_VARIANTS = [
 ]
 
 
+# Rows of the per-(chunk, value head) gate-vector table written by chunk_prep and read by
+# fused_fwd (fp32, 64 tokens a row). For bf16 the row factor a_t is folded into the forward's
+# v~ = v_new / a_t; for fp16 it is applied to the rows of L and P instead (fp16's range).
+GV_DEC = 0    # state update column factor: exp(gc_last - gc_t) rk_t valid_t (* a_t, bf16)
+GV_OG = 1     # output row factor of the S Q^T term: exp(gc_t) rq_t scale
+GV_CU = 2     # column factor of u~ = Au V:  b_t beta_t
+GV_CW = 3     # column factor of -w~ = Aw K: -exp(gc_m) beta_t rk_t  (rank-1) / -exp(gc_t) beta_t rk_t
+GV_CP = 4     # column factor of P~: rk_t (bf16) / b_t rk_t (fp16)
+GV_RP = 5     # row factor of P~: a_t rq_t scale
+GV_RA = 6     # a_t = exp(gc_t - gc_m) (1 when the chunk decays by more than 40)
+GV_GC = 7     # gc_t, chunk-local cumsum of g (element-wise fallback)
+GV_MISC = 8   # [0] = exp(gc_last), [t > 0] = 1 if the rank-1 gate factors apply, else 0
+GV_ROWS = 9
+
+
 def variant_symbol(kernel: str, dtype: str, beta_dtype: str) -> str:
     return f"fgdn_{kernel}_{DTYPE_TAG[dtype]}_b{DTYPE_TAG[beta_dtype]}"
 

@@ -1,56 +1,72 @@
 """fused_fwd: the gated-delta-rule forward over the chunks of one segment, one CTA per
 (segment, value head, half of V).
 
-Grid (2, HV, segments); 384 threads = 3 warpgroups, warp-specialised, 2-stage pipelines:
+Grid (2 * segments, HV); 256 threads = 2 warpgroups (both can hold up to 255 registers, which
+ptxas needs to pipeline wgmma: with 3 warpgroups it caps threads at 168 and serialises every
+wgmma, C7512). Per chunk c (64 tokens):
 
-  WG2 producer (40 regs)  warp 0: TMA q, k [64,128] (q/k head of the GVA group), v [64,64]
-                          (this CTA's half of V), L [64,64] (chunk_prep's gate-free inverse);
-                          warp 1: g, beta [64] (plain loads, zeroed past the sequence end).
-  WG1 prep (tensor cores for chunk c while WG0 works on c-1):
-        gc   = chunk-local cumsum of g                     (one warp, shuffle scan)
-        Af   = (G * L) diag(beta)      G_ts = exp(gc_t - gc_s), s <= t   (fp32, registers)
-        u'^T = (Af V)^T   -> smem [64c x 64t]               wgmma RS m64n64k64
-        -w'  = -(Af diag(exp(gc) rk) K) -> smem [64t x 128] wgmma RS m64n128k64
-        P    = scale (G * Q K^T) diag(rq)..diag(rk)  -> smem wgmma SS m64n64k128
-        dec_t = exp(gc_last - gc_t) rk_t valid_t, og_t = scale exp(gc_t) rq_t, exp(gc_last)
-  WG0 state (the recurrence; holds S^T [64 V cols x 128 K] fp32 in registers, 240 regs):
-        v_new^T = u'^T + S^T (-w')^T          wgmma RS m64n64k128  (A = S^T from registers)
-        S^T     = exp(gc_last) S^T + (v_new^T diag(dec)) K       wgmma RS m64n128k64
-        o^T     = diag(og)-scaled S_old^T Q^T + v_new^T P^T       wgmma RS m64n64k128 + k64
-        o -> smem -> TMA store (masked plain stores for a partial last chunk).
+  inputs, NSTAGE-deep ring, by TMA (issued by WG0):
+      q, k [64,128] (the q/k head of the GVA group), v [64,64] (this CTA's half of V),
+      L [64,64] (chunk_prep's gate-free WY inverse, 128B-swizzled), gate vectors [9,64]
+      (chunk_prep's table: every per-token factor below, so this kernel never reads g or beta)
 
-The critical path per chunk is two register-sourced GEMMs on WG0; everything that does not
-depend on the state (the WY products, Q K^T, gate factors) runs one chunk ahead on WG1.
-In-kernel L2 norm of q/k is folded into the diagonal factors rq, rk (no normalised copies).
-Barriers: full/empty (producer <-> consumers), pfull/pempty (prep <-> state), 2 stages each.
+  WG1 prep, one chunk ahead of WG0 (tensor cores, async wgmma, three GEMMs in flight):
+      Au = L diag(cu)    ->  u~  = Au V        wgmma RS m64n64k64   -> smem [t][c] (padded)
+      Aw = L diag(cw)    -> -w~  = Aw K        wgmma RS m64n128k64  -> smem [t][k]
+      P~ = (Q K^T)[s<=t] diag(rp) . diag(cp)   wgmma SS m64n64k128  -> smem [t][s]
+      (G_ts = exp(gc_t - gc_s) = a_t b_s: b_s sits in cu, cw, cp; for bf16 the row factor a_t
+      is not applied at all - the state warpgroup works with v~ = v_new / a_t - and for fp16 it
+      is applied to the rows of L and P. Chunks decaying by more than 40 form G per element.)
+
+  WG0 state (holds S^T [64 V cols x 128 K] fp32 in registers) - the recurrence:
+      v~^T = u~^T + S^T (-w~)^T                    wgmma RS m64n64k128 (A = S^T, registers)
+      S^T  = exp(gc_last) S^T + (v~^T diag(dec')) K           wgmma RS m64n128k64  \\ three GEMMs
+      o^T  = diag(og) (S_old^T Q^T) + v~^T P~^T      wgmma RS m64n64k128, m64n64k64 / back to back
+      o -> smem -> TMA store (waited for one chunk later); masked stores for a partial chunk;
+      then refills the input stage it just released (it is the last consumer of every stage).
+
+The critical path per chunk is WG0's two dependent GEMMs; everything that does not depend on
+the state runs one chunk ahead on WG1. In-kernel L2 norm of q/k is folded into the factors.
+Barriers: full/empty (inputs, TMA), pfull/pempty (prep -> state), NSTAGE / 2 stages.
 """
 
 import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
+from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
 LOG2E = 1.4426950408889634
-L2NORM_EPS = 1e-6
+NSTAGE = 2
 
 
-def build(dtype: str, beta_dtype: str):
+@T.macro
+def _stamp(ht, bx, hv, i, point, t_start):
+    if bx == 0 and hv == 0 and i < 64:
+        ht[0, 0, i, point] = T.cast(T.call_extern("int64", "clock64") - t_start[0], "float32")
+
+
+def build(dtype: str, beta_dtype: str, timeline: bool = False):
+    """beta_dtype only names the variant: beta is folded into chunk_prep's gate vectors.
+
+    timeline=True (debug builds only, never shipped): CTA 0 of head 0 writes clock64() offsets
+    at its phase boundaries into ht[0, 0, chunk, point] (run with store_final = 0; see
+    benchmarks/timeline.py)."""
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")
     NS1 = T.dynamic("NS1")     # sequences + 1
     NST = T.dynamic("NST")     # rows of h0 / ht (sequences, or 1 when unused)
+    NCG = T.dynamic("NCG")     # rows of the gate-vector table (chunks)
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2         # V columns per CTA
     acc = "float32"
     # bf16 has fp32's exponent range, so the row factor a_t can be folded into v~ = v_new / a_t
-    # (up to e^40 larger); fp16 (max 65504) cannot hold that, so there a_t is applied to the
-    # rows of L and P element by element instead.
+    # (up to e^40 larger); fp16 (max 65504) cannot hold that.
     fold_rows = dtype == "bfloat16"
-    NSTAGE = 3     # input ring depth: the refill of chunk i+3 goes out when chunk i is done
 
     @T.prim_func
     def fused_fwd(
@@ -58,10 +74,10 @@ def build(dtype: str, beta_dtype: str):
         k: T.Tensor((Ttot, H, D), dtype),
         v: T.Tensor((Ttot, HV, D), dtype),
         L: T.Tensor((Ttot, HV, C), dtype),
-        g: T.Tensor((Ttot, HV), "float32"),
-        beta: T.Tensor((Ttot, HV), beta_dtype),
+        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
         h0: T.Tensor((NST, HV, D, D), "float32"),
         cu_seqlens: T.Tensor((NS1,), "int32"),
+        chunk_offsets: T.Tensor((NS1,), "int32"),
         seg_offsets: T.Tensor((NS1,), "int32"),
         o: T.Tensor((Ttot, HV, D), dtype),
         ht: T.Tensor((NST, HV, D, D), "float32"),
@@ -71,8 +87,6 @@ def build(dtype: str, beta_dtype: str):
         num_segs: T.int32,
         has_h0: T.int32,
         store_final: T.int32,
-        use_l2norm: T.int32,
-        scale: T.float32,
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
         # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
@@ -80,6 +94,9 @@ def build(dtype: str, beta_dtype: str):
             vh = bx % 2
             seg = bx // 2
             tx = T.get_thread_binding()
+            t_start = T.alloc_local((1,), "int64")
+            if timeline:
+                t_start[0] = T.call_extern("int64", "clock64")
             loc = T.alloc_local((6,), "int32")
             locate_item(seg, seg_chunks, 1, seq_len, num_seqs, cu_seqlens, seg_offsets, loc, 21)
             n = loc[0]
@@ -91,31 +108,21 @@ def build(dtype: str, beta_dtype: str):
             nch = T.max(c_end - c_begin, 0)
             hk = hv // (HV // H)
             c0 = vh * DV
+            # global index of this sequence's first chunk in chunk_prep's tables
+            gch0 = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)])
 
             # inputs: NSTAGE-deep ring (TMA); prep outputs: double-buffered
             q_s = T.alloc_shared((NSTAGE, C, D), dtype)
             k_s = T.alloc_shared((NSTAGE, C, D), dtype)
             v_s = T.alloc_shared((NSTAGE, C, DV), dtype)
             L_s = T.alloc_shared((NSTAGE, C, C), dtype)
-            g_s = T.alloc_shared((C,), acc)             # prep warpgroup's own g, beta (one chunk)
-            b_s = T.alloc_shared((C,), acc)
-            # prep -> state, per stage
+            tab_s = T.alloc_shared((NSTAGE, GV_ROWS, C), acc)
             u_s = T.alloc_shared((2, C, DV + 8), dtype)  # u~ [t][c], rows padded: conflict-free both ways
             w_s = T.alloc_shared((2, C, D), dtype)      # -w~   [t][k]
             p_s = T.alloc_shared((2, C, C), dtype)      # P~    [t][s]
-            dec_s = T.alloc_shared((2, C), acc)
-            og_s = T.alloc_shared((2, C), acc)
-            egl_s = T.alloc_shared((2, 1), acc)
-            # prep warpgroup scratch (one chunk)
-            ra_s = T.alloc_shared((C,), acc)            # a_t = exp(gc_t - gc_m)
-            cu_s = T.alloc_shared((C,), acc)
-            cw_s = T.alloc_shared((C,), acc)
-            gc_s = T.alloc_shared((C,), acc)
-            rq_s = T.alloc_shared((C,), acc)
-            rk_s = T.alloc_shared((C,), acc)
-            cp_s = T.alloc_shared((C,), acc)
-            rp_s = T.alloc_shared((C,), acc)
             o_s = T.alloc_shared((C, DV), dtype)
+            # A-fragment reads of L are conflict-free only with the 128-byte swizzle (TMA writes it)
+            T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
             full = T.alloc_barrier(arrive_count=[128] * NSTAGE)
             empty = T.alloc_barrier(arrive_count=[256] * NSTAGE)
@@ -125,8 +132,6 @@ def build(dtype: str, beta_dtype: str):
             if n >= 0:
                 if tx < 128:
                     # ------------- WG0: state; also refills the input stages by TMA -------------
-                    # (it is the last consumer of every stage, so it refills a stage as soon as it
-                    # has finished with it: the same point a separate producer would wait for)
                     S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
                     S_bf = T.alloc_fragment((DV, D), dtype)
                     vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
@@ -143,6 +148,7 @@ def build(dtype: str, beta_dtype: str):
                         T.tma_copy(k[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
                         T.tma_copy(v[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
                         T.tma_copy(L[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hv, 0:C], L_s[j, :, :], barrier=full[j])
+                        T.tma_copy(gvec[gch0 + c_begin + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=full[j])
                         T.barrier_arrive(full[j])
                     if has_h0 != 0 and c_begin == 0:
                         for c, kk in T.Parallel(DV, D):
@@ -157,16 +163,25 @@ def build(dtype: str, beta_dtype: str):
                         pi = (i // NSTAGE) % 2
                         t0 = bos + (c_begin + i) * C
                         nvalid = T.min(eos - t0, C)
+                        if timeline:
+                            if tx == 0:
+                                _stamp(ht, bx, hv, i, 0, t_start)
                         T.copy(S, S_bf)
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(full[si], pi)
+                        if timeline:
+                            if tx == 0:
+                                _stamp(ht, bx, hv, i, 1, t_start)
                         for c, t in T.Parallel(DV, C):
                             vacc[c, t] = u_s[st, t, c]
-                        T.copy(dec_s[st, :], dec_f)
-                        T.copy(og_s[st, :], og_f)
-                        egl[0] = egl_s[st, 0]
                         T.wgmma_gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True)
+                        T.copy(tab_s[si, GV_DEC, :], dec_f)
+                        T.copy(tab_s[si, GV_OG, :], og_f)
+                        egl[0] = tab_s[si, GV_MISC, 0]
                         T.wait_wgmma(0)
+                        if timeline:
+                            if tx == 0:
+                                _stamp(ht, bx, hv, i, 2, t_start)
                         for c, t in T.Parallel(DV, C):
                             vnd_bf[c, t] = vacc[c, t] * dec_f[t]
                         for c, t in T.Parallel(DV, C):
@@ -178,34 +193,46 @@ def build(dtype: str, beta_dtype: str):
                         T.wgmma_gemm(S_bf, q_s[si, :, :], oacc, transpose_B=True, clear_accum=True)
                         T.wgmma_gemm(vn_bf, p_s[st, :, :], oacc2, transpose_B=True, clear_accum=True)
                         T.wait_wgmma(0)
+                        if timeline:
+                            if tx == 0:
+                                _stamp(ht, bx, hv, i, 3, t_start)
                         T.barrier_arrive(empty[si])
                         T.barrier_arrive(pempty[st])
+                        for c, t in T.Parallel(DV, C):
+                            oacc[c, t] = oacc[c, t] * og_f[t] + oacc2[c, t]
+                        if nvalid == C:
+                            # The previous chunk's tile must have left o_s: the thread that issued
+                            # its TMA store waits, then the warpgroup meets it at a named barrier
+                            # (id 5: TileLang's own partial syncs here use 3 and 4).
+                            T.tma_store_wait()
+                            T.sync_threads(5, 128)
+                            for c, t in T.Parallel(DV, C):
+                                o_s[t, c] = oacc[c, t]
+                            T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
+                        else:
+                            for c, t in T.Parallel(DV, C):
+                                if t < nvalid:
+                                    o[t0 + t, hv, c0 + c] = oacc[c, t]
                         if i + NSTAGE < nch:
                             T.barrier_wait(empty[si], pi)
                             T.tma_copy(q[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hk, 0:D], q_s[si, :, :], barrier=full[si])
                             T.tma_copy(k[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hk, 0:D], k_s[si, :, :], barrier=full[si])
                             T.tma_copy(v[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hv, c0:c0 + DV], v_s[si, :, :], barrier=full[si])
                             T.tma_copy(L[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hv, 0:C], L_s[si, :, :], barrier=full[si])
+                            T.tma_copy(gvec[gch0 + c_begin + i + NSTAGE, hv, 0:GV_ROWS, 0:C], tab_s[si, :, :], barrier=full[si])
                             T.barrier_arrive(full[si])
-                        for c, t in T.Parallel(DV, C):
-                            oacc[c, t] = oacc[c, t] * og_f[t] + oacc2[c, t]
-                        if nvalid == C:
-                            for c, t in T.Parallel(DV, C):
-                                o_s[t, c] = oacc[c, t]
-                            T.copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
-                        else:
-                            for c, t in T.Parallel(DV, C):
-                                if t < nvalid:
-                                    o[t0 + t, hv, c0 + c] = oacc[c, t]
+                        if timeline:
+                            if tx == 0:
+                                _stamp(ht, bx, hv, i, 4, t_start)
 
+                    T.tma_store_wait()
                     if store_final != 0 and c_end == nct:
                         for c, kk in T.Parallel(DV, D):
                             ht[n, hv, kk, c0 + c] = S[c, kk]
 
                 else:
-                    # ------- WG1: prep (one chunk ahead of WG0): gate factors, WY products, P~ -------
-                    # g and beta are read only here: loaded one chunk ahead into registers.
-                    Lb = T.alloc_fragment((C, C), dtype)    # L (ldmatrix)
+                    # ------- WG1: prep (one chunk ahead of WG0): WY products u~, -w~ and P~ -------
+                    Lb = T.alloc_fragment((C, C), dtype)    # L
                     Au = T.alloc_fragment((C, C), dtype)
                     Aw = T.alloc_fragment((C, C), dtype)
                     uacc = T.alloc_fragment((C, DV), acc)
@@ -218,105 +245,38 @@ def build(dtype: str, beta_dtype: str):
                     ra_f = T.alloc_fragment((C,), acc)
                     gr_f = T.alloc_fragment((C,), acc)
                     gcol_f = T.alloc_fragment((C,), acc)
-                    pre = T.alloc_local((2,), acc)
-                    red = T.alloc_local((4,), acc)
-                    r = tx - 128
-                    if r < C and nch > 0:
-                        pre[0] = T.if_then_else(r < T.min(eos - bos - c_begin * C, C), g[bos + c_begin * C + r, hv], 0.0)
-                        pre[1] = T.if_then_else(r < T.min(eos - bos - c_begin * C, C),
-                                                T.cast(beta[bos + c_begin * C + r, hv], acc), 0.0)
 
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
                         si = i % NSTAGE
                         pi = (i // NSTAGE) % 2
-                        t0 = bos + (c_begin + i) * C
-                        nvalid = T.min(eos - t0, C)
-                        T.sync_threads(1, 128)   # this warpgroup's scratch of chunk i-1 is read
-                        if r < C:
-                            g_s[r] = pre[0]
-                            b_s[r] = pre[1]
-                            if i + 1 < nch:      # prefetch chunk i+1; consumed next iteration
-                                pre[0] = T.if_then_else(r < T.min(eos - t0 - C, C), g[t0 + C + r, hv], 0.0)
-                                pre[1] = T.if_then_else(r < T.min(eos - t0 - C, C), T.cast(beta[t0 + C + r, hv], acc), 0.0)
-                        T.sync_threads(1, 128)
+                        if timeline:
+                            if tx == 128:
+                                _stamp(ht, bx, hv, i, 16, t_start)
                         T.barrier_wait(full[si], pi)
-                        # gc: chunk-local inclusive cumsum (warp 0), q/k row norms (all threads)
-                        if r < 32:
-                            red[0] = g_s[2 * r]
-                            red[1] = g_s[2 * r] + g_s[2 * r + 1]
-                            red[2] = red[1]
-                            for d in T.unroll(5):
-                                red[3] = T.shfl_up(red[2], 1 << d)
-                                red[2] = red[2] + T.if_then_else(r >= (1 << d), red[3], 0.0)
-                            gc_s[2 * r] = red[2] - red[1] + red[0]
-                            gc_s[2 * r + 1] = red[2]
-                        if use_l2norm != 0:
-                            red[0] = 0.0
-                            red[1] = 0.0
-                            for e in T.unroll(64):
-                                red[0] = red[0] + T.cast(q_s[si, r // 2, (r % 2) * 64 + e], acc) * T.cast(q_s[si, r // 2, (r % 2) * 64 + e], acc)
-                                red[1] = red[1] + T.cast(k_s[si, r // 2, (r % 2) * 64 + e], acc) * T.cast(k_s[si, r // 2, (r % 2) * 64 + e], acc)
-                            red[0] = red[0] + T.shfl_xor(red[0], 1)
-                            red[1] = red[1] + T.shfl_xor(red[1], 1)
-                            if r % 2 == 0:
-                                rq_s[r // 2] = T.rsqrt(red[0] + L2NORM_EPS)
-                                rk_s[r // 2] = T.rsqrt(red[1] + L2NORM_EPS)
-                        else:
-                            if r < C:
-                                rq_s[r] = 1.0
-                                rk_s[r] = 1.0
-                        T.sync_threads(1, 128)
-                        # Gate ratios G_ts = exp(gc_t - gc_s) (s <= t) factor as a_t * b_s around the
-                        # middle token m: a_t = exp(gc_t - gc_m), b_s = exp(gc_m - gc_s). For bf16 the
-                        # rows' a_t are not applied at all: this warpgroup hands over u~ = u'/a,
-                        # w~ = w'/a and P~ = P diag(a), and the state warpgroup computes v~ = v_new / a
-                        # with dec' = dec * a, so the products it forms are unchanged. Exact (no
-                        # overflow, v~ < 2.4e17 |v_new|) while the chunk's total decay is below 40;
-                        # beyond that a = 1 and G is formed element by element (rare).
-                        rank1 = gc_s[C - 1] > -40.0
-                        T.barrier_wait(pempty[st], (ph + 1) % 2)
-                        if r < C:
-                            red[0] = gc_s[r]
-                            red[1] = T.if_then_else(rank1, gc_s[C // 2 - 1], red[0])   # gc_m, or gc_t itself
-                            red[2] = T.exp2((red[0] - red[1]) * LOG2E)                  # a_t (1 off rank-1)
-                            ra_s[r] = red[2]
-                            rp_s[r] = red[2] * rq_s[r] * scale
-                            if not fold_rows:
-                                red[2] = 1.0
-                            # per-token factors for the state warpgroup
-                            dec_s[st, r] = T.if_then_else(r < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[r] * red[2], 0.0)
-                            og_s[st, r] = T.exp2(red[0] * LOG2E) * rq_s[r] * scale
-                            # columns of u~ (cu), -w~ (cw), P~ (cp)
-                            cu_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[r]
-                            cw_s[r] = -(T.exp2(red[1] * LOG2E) * b_s[r] * rk_s[r])
-                            if fold_rows:
-                                cp_s[r] = rk_s[r]
-                            else:
-                                cp_s[r] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[r]
-                        if r == 0:
-                            egl_s[st, 0] = T.exp2(gc_s[C - 1] * LOG2E)
-                        T.sync_threads(1, 128)
-                        T.copy(cu_s, cu_f)
-                        T.copy(cw_s, cw_f)
-                        T.copy(cp_s, cp_f)
-                        T.copy(rp_s, rp_f)
+                        rank1 = tab_s[si, GV_MISC, 1] > 0.5
+                        T.copy(tab_s[si, GV_CU, :], cu_f)
+                        T.copy(tab_s[si, GV_CW, :], cw_f)
                         T.copy(L_s[si, :, :], Lb)
+                        if timeline:
+                            if tx == 128:
+                                _stamp(ht, bx, hv, i, 17, t_start)
                         if rank1:
                             # L is exactly lower triangular (unit diagonal): no mask needed
                             if fold_rows:
                                 for t, s in T.Parallel(C, C):
                                     Au[t, s] = T.cast(Lb[t, s], acc) * cu_f[s]
                             else:
-                                T.copy(ra_s, ra_f)
+                                T.copy(tab_s[si, GV_RA, :], ra_f)
                                 for t, s in T.Parallel(C, C):
                                     Au[t, s] = T.cast(Lb[t, s], acc) * ra_f[t] * cu_f[s]
                         else:
-                            T.copy(gc_s, gr_f)
-                            T.copy(gc_s, gcol_f)
+                            T.copy(tab_s[si, GV_GC, :], gr_f)
+                            T.copy(tab_s[si, GV_GC, :], gcol_f)
                             for t, s in T.Parallel(C, C):
                                 Au[t, s] = T.cast(Lb[t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * cu_f[s]
+                        T.barrier_wait(pempty[st], (ph + 1) % 2)
                         T.wgmma_gemm(Au, v_s[si, :, :], uacc, clear_accum=True)
                         if rank1:
                             if fold_rows:
@@ -330,11 +290,19 @@ def build(dtype: str, beta_dtype: str):
                                 Aw[t, s] = T.cast(Lb[t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * cw_f[s]
                         T.wgmma_gemm(Aw, k_s[si, :, :], wacc, clear_accum=True)
                         T.wgmma_gemm(q_s[si, :, :], k_s[si, :, :], pacc, transpose_B=True, clear_accum=True)
+                        T.copy(tab_s[si, GV_CP, :], cp_f)
+                        T.copy(tab_s[si, GV_RP, :], rp_f)
+                        if timeline:
+                            if tx == 128:
+                                _stamp(ht, bx, hv, i, 18, t_start)
                         T.wait_wgmma(2)
                         T.copy(uacc, u_s[st, :, 0:DV])
                         T.wait_wgmma(1)
                         T.copy(wacc, w_s[st, :, :])
                         T.wait_wgmma(0)
+                        if timeline:
+                            if tx == 128:
+                                _stamp(ht, bx, hv, i, 19, t_start)
                         if rank1:
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
@@ -345,6 +313,9 @@ def build(dtype: str, beta_dtype: str):
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
                         T.barrier_arrive(empty[si])
+                        if timeline:
+                            if tx == 128:
+                                _stamp(ht, bx, hv, i, 20, t_start)
 
     return fused_fwd
 

@@ -7,9 +7,9 @@
 namespace flashgdn {
 namespace {
 
-using PrepLaunch = int (*)(void* k, void* beta, void* g, void* cu_seqlens, void* chunk_offsets, void* L,
-                           void* stats, int seq_len, int num_seqs, int use_l2norm, int Ttot, int H, int HV,
-                           int NS1, int NC, cudaStream_t stream);
+using PrepLaunch = int (*)(void* k, void* beta, void* g, void* cu_seqlens, void* chunk_offsets, void* q, void* L,
+                           void* stats, void* gvec, int seq_len, int num_seqs, int use_l2norm, float scale, int Ttot,
+                           int H, int HV, int NS1, int NC, cudaStream_t stream);
 struct PrepKernel {
   PrepLaunch launch;
   const char* (*last_error)(void);
@@ -33,15 +33,18 @@ fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int3
   return launch_result(rc, "seq_plan", rc ? fgdn_seq_plan_last_error() : nullptr);
 }
 
-fgdn_status run_chunk_prep(int variant, const fgdn_seqs& s, int H, int HV, int use_l2norm, const void* k,
-                           const void* beta, const float* g, void* L, float* stats, cudaStream_t stream) {
+fgdn_status run_chunk_prep(int variant, const fgdn_seqs& s, int H, int HV, int use_l2norm, float scale, const void* q,
+                           const void* k, const void* beta, const float* g, void* L, float* stats, float* gvec,
+                           cudaStream_t stream) {
   if (s.total_tokens == 0 || s.num_chunks == 0) return ok();
   const PrepKernel& kern = kPrep[variant];
+  // q is read only with the in-kernel L2 norm; k stands in for it otherwise (never read)
+  void* qp = const_cast<void*>(use_l2norm && q ? q : k);
   int rc = kern.launch(const_cast<void*>(k), const_cast<void*>(beta), const_cast<float*>(g),
-                       const_cast<int32_t*>(s.cu_seqlens), const_cast<int32_t*>(s.chunk_offsets), L, stats,
+                       const_cast<int32_t*>(s.cu_seqlens), const_cast<int32_t*>(s.chunk_offsets), qp, L, stats, gvec,
                        /*seq_len=*/s.seq_len, /*num_seqs=*/s.num_seqs, /*use_l2norm=*/use_l2norm ? 1 : 0,
-                       /*Ttot=*/s.total_tokens, /*H=*/H, /*HV=*/HV, /*NS1=*/s.num_seqs + 1, /*NC=*/s.num_chunks,
-                       stream);
+                       /*scale=*/scale, /*Ttot=*/s.total_tokens, /*H=*/H, /*HV=*/HV, /*NS1=*/s.num_seqs + 1,
+                       /*NC=*/s.num_chunks, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }
 
@@ -60,8 +63,10 @@ extern "C" fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* a, cudaStream
   FGDN_REQUIRE(a->num_qk_heads >= 1 && a->num_v_heads >= 1 && a->num_v_heads % a->num_qk_heads == 0,
                "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)", a->num_v_heads,
                a->num_qk_heads);
-  FGDN_REQUIRE(a->k && a->beta && a->g && a->L && a->chunk_stats, "k, beta, g, L and chunk_stats must be non-NULL");
+  FGDN_REQUIRE(a->k && a->beta && a->g && a->L && a->chunk_stats && a->gate_vectors,
+               "k, beta, g, L, chunk_stats and gate_vectors must be non-NULL");
+  FGDN_REQUIRE(!a->use_qk_l2norm || a->q, "q must be non-NULL with use_qk_l2norm");
   FGDN_TRY(check_current_device());
-  return run_chunk_prep(variant, a->seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->k, a->beta, a->g,
-                        a->L, a->chunk_stats, stream);
+  return run_chunk_prep(variant, a->seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
+                        a->beta, a->g, a->L, a->chunk_stats, a->gate_vectors, stream);
 }

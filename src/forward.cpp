@@ -10,10 +10,10 @@
 namespace flashgdn {
 namespace {
 
-using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* g, void* beta, void* h0, void* cu_seqlens,
-                            void* seg_offsets, void* o, void* ht, int seq_len, int num_seqs, int seg_chunks,
-                            int num_segs, int has_h0, int store_final, int use_l2norm, float scale, int Ttot, int H,
-                            int HV, int NST, int NS1, cudaStream_t stream);
+using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* gvec, void* h0, void* cu_seqlens,
+                            void* chunk_offsets, void* seg_offsets, void* o, void* ht, int seq_len, int num_seqs,
+                            int seg_chunks, int num_segs, int has_h0, int store_final, int Ttot, int H, int HV,
+                            int NCG, int NST, int NS1, cudaStream_t stream);
 struct FwdKernel {
   FwdLaunchFn launch;
   const char* (*last_error)(void);
@@ -38,7 +38,7 @@ struct Plan {
   int seg_chunks = kNoSplit;
   int num_chunks = 0;   // chunk grid (exact for uniform lengths, an upper bound for varlen)
   int num_segs = 0;     // CTA items per (head, V half): exact or an upper bound
-  size_t L_off = 0, stats_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, bytes = 0;
+  size_t L_off = 0, stats_off = 0, gvec_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, bytes = 0;
 };
 
 Plan make_plan(const fgdn_forward_args& a) {
@@ -62,6 +62,8 @@ Plan make_plan(const fgdn_forward_args& a) {
   off = align_up(off + (size_t)s.total_tokens * a.num_v_heads * 64 * elem);
   p.stats_off = off;
   off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
+  p.gvec_off = off;   // kernels_tl/common.py: GV_ROWS (9) rows of 64 fp32 per chunk and value head
+  off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 9 * 64 * sizeof(float));
   if (s.seq_len == 0) {
     p.chunk_offsets_off = off;
     off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
@@ -97,13 +99,14 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   const FwdKernel& kern = kFwd[a.variant];
   const int nst = a.seqs.num_seqs;
   int rc = kern.launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.v),
-                       const_cast<void*>(a.L), const_cast<float*>(a.g), const_cast<void*>(a.beta),
-                       const_cast<float*>(a.h0), const_cast<int32_t*>(a.seqs.cu_seqlens),
+                       const_cast<void*>(a.L), const_cast<float*>(a.gate_vectors), const_cast<float*>(a.h0),
+                       const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
                        const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
                        /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
                        /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*store_final=*/a.ht != nullptr,
-                       /*use_l2norm=*/a.use_l2norm ? 1 : 0, /*scale=*/a.scale, /*Ttot=*/a.seqs.total_tokens,
-                       /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads, /*NST=*/nst, /*NS1=*/a.seqs.num_seqs + 1, stream);
+                       /*Ttot=*/a.seqs.total_tokens, /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads,
+                       /*NCG=*/a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1, /*NST=*/nst,
+                       /*NS1=*/a.seqs.num_seqs + 1, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }
 
@@ -148,10 +151,16 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
     seqs.chunk_offsets = chunk_offsets;
     seg_offsets = segs;
   }
+  if (seqs.chunk_offsets == nullptr) {
+    // uniform lengths: the kernels compute chunk indices arithmetically and never read this;
+    // pass a valid address anyway
+    seqs.chunk_offsets = reinterpret_cast<const int32_t*>(ws);
+  }
   void* L = ws + plan.L_off;
   float* stats = reinterpret_cast<float*>(ws + plan.stats_off);
-  FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->k, a->beta, a->g, L,
-                          stats, stream));
+  float* gvec = reinterpret_cast<float*>(ws + plan.gvec_off);
+  FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
+                          a->beta, a->g, L, stats, gvec, stream));
   FusedFwdLaunch f;
   f.variant = variant;
   f.seqs = seqs;
@@ -160,14 +169,11 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.num_segs = plan.num_segs;
   f.num_qk_heads = a->num_qk_heads;
   f.num_v_heads = a->num_v_heads;
-  f.use_l2norm = a->use_qk_l2norm;
-  f.scale = a->scale;
   f.q = a->q;
   f.k = a->k;
   f.v = a->v;
   f.L = L;
-  f.g = a->g;
-  f.beta = a->beta;
+  f.gate_vectors = gvec;
   f.h0 = a->initial_state;
   f.o = a->o;
   f.ht = a->final_state;

@@ -52,8 +52,9 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "chunk_prep",
       [](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
-         uintptr_t chunk_offsets, int num_chunks, int num_qk_heads, int num_v_heads, bool use_qk_l2norm,
-         uintptr_t k, uintptr_t beta, uintptr_t g, uintptr_t L, uintptr_t chunk_stats, uintptr_t stream) {
+         uintptr_t chunk_offsets, int num_chunks, int num_qk_heads, int num_v_heads, bool use_qk_l2norm, float scale,
+         uintptr_t q, uintptr_t k, uintptr_t beta, uintptr_t g, uintptr_t L, uintptr_t chunk_stats,
+         uintptr_t gate_vectors, uintptr_t stream) {
         fgdn_chunk_prep_args a;
         a.dtype = static_cast<fgdn_dtype>(dtype);
         a.beta_dtype = static_cast<fgdn_dtype>(beta_dtype);
@@ -61,17 +62,21 @@ PYBIND11_MODULE(_C, m) {
         a.num_qk_heads = num_qk_heads;
         a.num_v_heads = num_v_heads;
         a.use_qk_l2norm = use_qk_l2norm ? 1 : 0;
+        a.scale = scale;
+        a.q = ptr<const void>(q);
         a.k = ptr<const void>(k);
         a.beta = ptr<const void>(beta);
         a.g = ptr<const float>(g);
         a.L = ptr<void>(L);
         a.chunk_stats = ptr<float>(chunk_stats);
+        a.gate_vectors = ptr<float>(gate_vectors);
         raise_on_error(fgdn_chunk_prep(&a, ptr<CUstream_st>(stream)));
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
       py::arg("cu_seqlens"), py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"),
-      py::arg("num_v_heads"), py::arg("use_qk_l2norm"), py::arg("k"), py::arg("beta"), py::arg("g"),
-      py::arg("L"), py::arg("chunk_stats"), py::arg("stream"));
+      py::arg("num_v_heads"), py::arg("use_qk_l2norm"), py::arg("scale"), py::arg("q"), py::arg("k"),
+      py::arg("beta"), py::arg("g"), py::arg("L"), py::arg("chunk_stats"), py::arg("gate_vectors"),
+      py::arg("stream"));
 
   // The forward: (workspace bytes) for a description, and the launch sequence.
   auto fwd_args = [](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,

@@ -12,21 +12,18 @@ fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int3
                          int seg_chunks, cudaStream_t stream);
 
 fgdn_status run_chunk_prep(int variant, const fgdn_seqs& seqs, int num_qk_heads, int num_v_heads, int use_l2norm,
-                           const void* k, const void* beta, const float* g, void* L, float* stats,
-                           cudaStream_t stream);
+                           float scale, const void* q, const void* k, const void* beta, const float* g, void* L,
+                           float* stats, float* gate_vectors, cudaStream_t stream);
 
 struct FusedFwdLaunch {
   int variant;
-  fgdn_seqs seqs;          // chunk_offsets unused
+  fgdn_seqs seqs;          // chunk_offsets: varlen only (the gate-vector table's row of a chunk)
   const int32_t* seg_offsets;
   int seg_chunks;          // chunks per CTA item (>= 1)
   int num_segs;            // grid: CTAs per (head, V half), an upper bound
   int num_qk_heads, num_v_heads;
-  int use_l2norm;
-  float scale;
   const void *q, *k, *v, *L;
-  const float* g;
-  const void* beta;
+  const float* gate_vectors;
   const float* h0;
   void* o;
   float* ht;

@@ -57,7 +57,9 @@ def test_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32):
     bound = n_chunks if lens is None else T // 64 + len(lens)
     L = torch.full((B, T, HV, 64), float("nan"), dtype=dtype, device="cuda")
     stats = torch.full((bound, HV, 2), float("nan"), dtype=torch.float32, device="cuda")
-    ops.chunk_prep(x["k"], beta, x["g"], cu_seqlens=x["cu_seqlens"], use_qk_l2norm=l2, out=(L, stats))
+    gvec = torch.full((bound, HV, 9, 64), float("nan"), dtype=torch.float32, device="cuda")
+    ops.chunk_prep(x["k"], beta, x["g"], cu_seqlens=x["cu_seqlens"], use_qk_l2norm=l2, q=x["q"],
+                   out=(L, stats, gvec))
     torch.cuda.synchronize()
     L_ref, stats_ref = reference_prep(x, lens, l2)
     assert torch.isfinite(L).all(), "some rows of L were not written"
@@ -66,3 +68,8 @@ def test_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32):
     assert torch.isfinite(stats[:n_chunks]).all()
     assert rel_err(stats[:n_chunks, :, 0], stats_ref[..., 0]) < 1e-5
     assert rel_err(stats[:n_chunks, :, 1], stats_ref[..., 1]) < 1e-2
+    # gate vectors: every row written; gc (row 7) is the chunk-local cumsum of g, and row 8
+    # holds exp(gc_last) - checked against the stats' sum of g
+    assert torch.isfinite(gvec[:n_chunks]).all()
+    assert rel_err(gvec[:n_chunks, :, 7, 63], stats[:n_chunks, :, 0]) < 1e-5
+    assert rel_err(gvec[:n_chunks, :, 8, 0], stats[:n_chunks, :, 0].exp()) < 1e-5

@@ -13,7 +13,8 @@ from ._layout import seq_layout
 
 
 def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
-               use_qk_l2norm: bool = False, out: tuple[torch.Tensor, torch.Tensor] | None = None):
+               use_qk_l2norm: bool = False, q: torch.Tensor | None = None, scale: float | None = None,
+               out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
     """Gate-free WY inverse of every 64-token chunk.
 
     Args: k ``[B,T,H,128]`` (bf16/fp16), beta ``[B,T,HV]`` (k's dtype or fp32),
@@ -23,7 +24,9 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     of its chunk's ``(I + StrictLower(diag(beta) K K^T))^-1`` (chunks start at each
     sequence's first token); stats ``[num_chunks, HV, 2]`` fp32 = (sum of g over the chunk,
     max of beta_t |k_t|^2) with chunks numbered sequence by sequence (rows past the number
-    of real chunks are unspecified). ``out`` supplies both buffers (tests poison them).
+    of real chunks are unspecified); gate vectors ``[num_chunks, HV, 9, 64]`` fp32 (the fused
+    forward's per-token factors, rows as in kernels_tl/common.py GV_*; q is needed with
+    ``use_qk_l2norm``). ``out`` supplies the three buffers (tests poison them).
     """
     _native.require_gpu(k.device)
     B, T, H, K = k.shape
@@ -32,11 +35,19 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     k = k.contiguous()
     beta = beta.contiguous()
     g = g.contiguous()
+    if use_qk_l2norm and q is None:
+        raise ValueError("q is needed with use_qk_l2norm")
+    if scale is None:
+        scale = K ** -0.5
+    nc = max(lay.num_chunks, 1)
     if out is None:
         L = torch.empty(B, T, HV, 64, dtype=k.dtype, device=k.device)
-        stats = torch.empty(max(lay.num_chunks, 1), HV, 2, dtype=torch.float32, device=k.device)
+        stats = torch.empty(nc, HV, 2, dtype=torch.float32, device=k.device)
+        gvec = torch.empty(nc, HV, 9, 64, dtype=torch.float32, device=k.device)
     else:
-        L, stats = out
+        L, stats, gvec = out
+        if gvec.shape[0] < lay.num_chunks or gvec.shape[1:] != (HV, 9, 64) or gvec.dtype != torch.float32:
+            raise ValueError(f"out[2] must be float32 [>= {lay.num_chunks}, {HV}, 9, 64]")
         if L.shape != (B, T, HV, 64) or L.dtype != k.dtype or not L.is_contiguous():
             raise ValueError(f"out[0] must be a contiguous {k.dtype} tensor of shape {(B, T, HV, 64)}")
         if stats.shape[0] < lay.num_chunks or stats.shape[1:] != (HV, 2) or stats.dtype != torch.float32:
@@ -45,6 +56,7 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     with torch.cuda.device(k.device):
         _native.ext().chunk_prep(
             _native.dtype_code(k.dtype), _native.dtype_code(beta.dtype), lay.total_tokens, lay.num_seqs,
-            lay.seq_len, cu, co, lay.num_chunks, H, HV, bool(use_qk_l2norm), k.data_ptr(), beta.data_ptr(),
-            g.data_ptr(), L.data_ptr(), stats.data_ptr(), _native.stream_handle(k.device))
-    return L, stats
+            lay.seq_len, cu, co, lay.num_chunks, H, HV, bool(use_qk_l2norm), float(scale),
+            q.contiguous().data_ptr() if q is not None else 0, k.data_ptr(), beta.data_ptr(),
+            g.data_ptr(), L.data_ptr(), stats.data_ptr(), gvec.data_ptr(), _native.stream_handle(k.device))
+    return L, stats, gvec

@@ -79,8 +79,12 @@ typedef struct fgdn_seqs {
  *   L = (I + StrictLower(diag(beta) K K^T))^-1      (gate-free WY inverse; K L2-normalised
  *                                                   per row first when use_qk_l2norm != 0)
  * written to `L` [total_tokens, num_v_heads, 64] in `dtype` (row t holds the row of the
- * chunk's matrix for token t), and `chunk_stats` [num_chunks, num_v_heads, 2] fp32:
- * (sum of g over the chunk, max over its tokens of beta_t * |k_t|^2).
+ * chunk's matrix for token t); `chunk_stats` [num_chunks, num_v_heads, 2] fp32:
+ * (sum of g over the chunk, max over its tokens of beta_t * |k_t|^2); and `gate_vectors`
+ * [num_chunks, num_v_heads, 9, 64] fp32, the per-token gate/normalisation factors the fused
+ * forward applies (layout: kernels_tl/common.py GV_*; the forward's input, not a stable API).
+ * Chunks are numbered sequence by sequence. `q` is read only with use_qk_l2norm (may be NULL
+ * otherwise); `scale` is the attention scale folded into the factors.
  */
 typedef struct fgdn_chunk_prep_args {
   fgdn_dtype dtype;       /* of k and L */
@@ -89,11 +93,14 @@ typedef struct fgdn_chunk_prep_args {
   int num_qk_heads;
   int num_v_heads;        /* multiple of num_qk_heads */
   int use_qk_l2norm;
+  float scale;
+  const void* q;
   const void* k;
   const void* beta;
   const float* g;
   void* L;
   float* chunk_stats;
+  float* gate_vectors;
 } fgdn_chunk_prep_args;
 
 FGDN_API fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* args, cudaStream_t stream);

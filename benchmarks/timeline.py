@@ -1,0 +1,51 @@
+"""Per-phase cycle timeline of fused_fwd's first CTA (debug build from build_tools/debug_kernel.py).
+
+  python benchmarks/timeline.py .devrun/dbg_fused_fwd.so dbg_fused_fwd B T H HV
+"""
+import ctypes
+import sys
+
+import torch
+
+from flashgdn import ops
+from flashgdn.testing import make_inputs
+
+so, sym = sys.argv[1], sys.argv[2]
+B, T, H, HV = (int(x) for x in sys.argv[3:7])
+lib = ctypes.CDLL(so)
+fn = getattr(lib, sym + "_launch")
+x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", gates="slow", seed=0)
+L, _, gvec = ops.chunk_prep(x["k"], x["beta"], x["g"])
+o = torch.empty_like(x["v"])
+N = B
+ht = torch.zeros(N, HV, 128, 128, dtype=torch.float32, device="cuda")
+nct = (T + 63) // 64
+P = ctypes.c_void_p
+I = ctypes.c_int
+dummy = torch.zeros(16, dtype=torch.int32, device="cuda")
+args = [P(t.data_ptr()) for t in (x["q"], x["k"], x["v"], L, gvec, x["initial_state"])]
+args += [P(dummy.data_ptr()), P(dummy.data_ptr()), P(dummy.data_ptr()), P(o.data_ptr()), P(ht.data_ptr())]
+# seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, Ttot, H, HV, NCG, NST, NS1, stream
+args += [I(T), I(B), I(1 << 30), I(B), I(1), I(0), I(B * T), I(H), I(HV), I(gvec.shape[0]), I(N), I(N + 1),
+         P(torch.cuda.current_stream().cuda_stream)]
+for _ in range(3):
+    ht.zero_()
+    rc = fn(*args)
+    assert rc == 0, rc
+torch.cuda.synchronize()
+tl = ht[0, 0, :64, :24].double().cpu()
+names_s = ["top", "waits(pfull,full)", "v_new gemm", "convert+3 gemms", "o store+refill"]
+names_p = ["top", "full+factors+L", "Au,Aw,3 issues", "u,w stores", "P store"]
+rows = range(8, min(56, nct - 2))
+def deltas(cols):
+    import statistics
+    out = []
+    for a, b in zip(cols[:-1], cols[1:]):
+        out.append(statistics.median([tl[i, b] - tl[i, a] for i in rows]))
+    period = statistics.median([tl[i + 1, cols[0]] - tl[i, cols[0]] for i in rows])
+    return out, period
+ds, ps = deltas([0, 1, 2, 3, 4])
+dp, pp = deltas([16, 17, 18, 19, 20])
+print(f"state period {ps:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_s[1:], ds)))
+print(f"prep  period {pp:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_p[1:], dp)))
+print("prep ahead of state by (cycles, chunk i top):", float(tl[20, 0] - tl[20, 16]))

@@ -39,7 +39,7 @@ from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV
 NAME = "fused_fwd"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
 LOG2E = 1.4426950408889634
-NSTAGE = 2
+NSTAGE = 3     # input ring depth: the refill of chunk i+3 goes out when chunk i is done
 
 
 @T.macro
@@ -106,10 +106,16 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
             c_begin = loc[3] * seg_chunks
             c_end = T.min(c_begin + seg_chunks, nct)
             nch = T.max(c_end - c_begin, 0)
-            hk = hv // (HV // H)
+            # index math hoisted into registers once: the TMA coordinates below would otherwise
+            # recompute the integer divisions for every load (~1000 cycles per refill)
+            ix = T.alloc_local((3,), "int32")
+            ix[0] = hv // (HV // H)                                           # q/k head
+            ix[1] = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)]) + c_begin  # table row
+            ix[2] = bos + c_begin * C                                         # first token
+            hk = ix[0]
+            gch0 = ix[1]
+            tok0 = ix[2]
             c0 = vh * DV
-            # global index of this sequence's first chunk in chunk_prep's tables
-            gch0 = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)])
 
             # inputs: NSTAGE-deep ring (TMA); prep outputs: double-buffered
             q_s = T.alloc_shared((NSTAGE, C, D), dtype)
@@ -144,11 +150,11 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                     egl = T.alloc_local((1,), acc)
 
                     for j in T.serial(T.min(nch, NSTAGE)):
-                        T.tma_copy(q[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hk, 0:D], q_s[j, :, :], barrier=full[j])
-                        T.tma_copy(k[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
-                        T.tma_copy(v[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
-                        T.tma_copy(L[bos + (c_begin + j) * C:bos + (c_begin + j) * C + C, hv, 0:C], L_s[j, :, :], barrier=full[j])
-                        T.tma_copy(gvec[gch0 + c_begin + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=full[j])
+                        T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=full[j])
+                        T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
+                        T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
+                        T.tma_copy(L[tok0 + j * C:tok0 + j * C + C, hv, 0:C], L_s[j, :, :], barrier=full[j])
+                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=full[j])
                         T.barrier_arrive(full[j])
                     if has_h0 != 0 and c_begin == 0:
                         for c, kk in T.Parallel(DV, D):
@@ -161,7 +167,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         ph = (i // 2) % 2
                         si = i % NSTAGE
                         pi = (i // NSTAGE) % 2
-                        t0 = bos + (c_begin + i) * C
+                        t0 = tok0 + i * C
                         nvalid = T.min(eos - t0, C)
                         if timeline:
                             if tx == 0:
@@ -200,12 +206,18 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         T.barrier_arrive(pempty[st])
                         for c, t in T.Parallel(DV, C):
                             oacc[c, t] = oacc[c, t] * og_f[t] + oacc2[c, t]
+                        if timeline:
+                            if tx == 0:
+                                _stamp(ht, bx, hv, i, 5, t_start)
                         if nvalid == C:
                             # The previous chunk's tile must have left o_s: the thread that issued
                             # its TMA store waits, then the warpgroup meets it at a named barrier
                             # (id 5: TileLang's own partial syncs here use 3 and 4).
                             T.tma_store_wait()
                             T.sync_threads(5, 128)
+                            if timeline:
+                                if tx == 0:
+                                    _stamp(ht, bx, hv, i, 6, t_start)
                             for c, t in T.Parallel(DV, C):
                                 o_s[t, c] = oacc[c, t]
                             T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
@@ -213,13 +225,19 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                             for c, t in T.Parallel(DV, C):
                                 if t < nvalid:
                                     o[t0 + t, hv, c0 + c] = oacc[c, t]
+                        if timeline:
+                            if tx == 0:
+                                _stamp(ht, bx, hv, i, 7, t_start)
                         if i + NSTAGE < nch:
                             T.barrier_wait(empty[si], pi)
-                            T.tma_copy(q[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hk, 0:D], q_s[si, :, :], barrier=full[si])
-                            T.tma_copy(k[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hk, 0:D], k_s[si, :, :], barrier=full[si])
-                            T.tma_copy(v[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hv, c0:c0 + DV], v_s[si, :, :], barrier=full[si])
-                            T.tma_copy(L[bos + (c_begin + i + NSTAGE) * C:bos + (c_begin + i + NSTAGE) * C + C, hv, 0:C], L_s[si, :, :], barrier=full[si])
-                            T.tma_copy(gvec[gch0 + c_begin + i + NSTAGE, hv, 0:GV_ROWS, 0:C], tab_s[si, :, :], barrier=full[si])
+                            if timeline:
+                                if tx == 0:
+                                    _stamp(ht, bx, hv, i, 8, t_start)
+                            T.tma_copy(q[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hk, 0:D], q_s[si, :, :], barrier=full[si])
+                            T.tma_copy(k[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hk, 0:D], k_s[si, :, :], barrier=full[si])
+                            T.tma_copy(v[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hv, c0:c0 + DV], v_s[si, :, :], barrier=full[si])
+                            T.tma_copy(L[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hv, 0:C], L_s[si, :, :], barrier=full[si])
+                            T.tma_copy(gvec[gch0 + i + NSTAGE, hv, 0:GV_ROWS, 0:C], tab_s[si, :, :], barrier=full[si])
                             T.barrier_arrive(full[si])
                         if timeline:
                             if tx == 0:

@@ -34,7 +34,7 @@ for _ in range(3):
     assert rc == 0, rc
 torch.cuda.synchronize()
 tl = ht[0, 0, :64, :24].double().cpu()
-names_s = ["top", "waits(pfull,full)", "v_new gemm", "convert+3 gemms", "arrive+combine", "store wait+sync", "o_s+store issue", "empty wait", "refill issue"]
+names_s = ["top", "waits(pfull,full)", "v_new gemm", "convert+3 gemms", "arrive+combine", "store wait+sync", "o_s+store issue", "end"]
 names_p = ["top", "full+factors+L", "Au,Aw,3 issues", "u,w stores", "P store"]
 rows = range(8, min(56, nct - 2))
 def deltas(cols):
@@ -44,7 +44,7 @@ def deltas(cols):
         out.append(statistics.median([tl[i, b] - tl[i, a] for i in rows]))
     period = statistics.median([tl[i + 1, cols[0]] - tl[i, cols[0]] for i in rows])
     return out, period
-ds, ps = deltas([0, 1, 2, 3, 5, 6, 7, 8, 4])
+ds, ps = deltas([0, 1, 2, 3, 5, 6, 4])
 dp, pp = deltas([16, 17, 18, 19, 20])
 print(f"state period {ps:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_s[1:], ds)))
 print(f"prep  period {pp:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_p[1:], dp)))

@@ -5,7 +5,8 @@ Grid (2 * segments, HV); 256 threads = 2 warpgroups (both can hold up to 255 reg
 ptxas needs to pipeline wgmma: with 3 warpgroups it caps threads at 168 and serialises every
 wgmma, C7512). Per chunk c (64 tokens):
 
-  inputs, NSTAGE-deep ring, by TMA (issued by WG0):
+  inputs, NSTAGE-deep ring, by TMA (issued by WG1, which refills chunk c+2 once WG0 is done
+  with chunk c-1):
       q, k [64,128] (the q/k head of the GVA group), v [64,64] (this CTA's half of V),
       L [64,64] (chunk_prep's gate-free WY inverse, 128B-swizzled), gate vectors [9,64]
       (chunk_prep's table: every per-token factor below, so this kernel never reads g or beta)
@@ -22,8 +23,7 @@ wgmma, C7512). Per chunk c (64 tokens):
       v~^T = u~^T + S^T (-w~)^T                    wgmma RS m64n64k128 (A = S^T, registers)
       S^T  = exp(gc_last) S^T + (v~^T diag(dec')) K           wgmma RS m64n128k64  \\ three GEMMs
       o^T  = diag(og) (S_old^T Q^T) + v~^T P~^T      wgmma RS m64n64k128, m64n64k64 / back to back
-      o -> smem -> TMA store (waited for one chunk later); masked stores for a partial chunk;
-      then refills the input stage it just released (it is the last consumer of every stage).
+      o -> smem -> TMA store (waited for one chunk later); masked stores for a partial chunk.
 
 The critical path per chunk is WG0's two dependent GEMMs; everything that does not depend on
 the state runs one chunk ahead on WG1. In-kernel L2 norm of q/k is folded into the factors.
@@ -149,13 +149,6 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                     og_f = T.alloc_fragment((C,), acc)
                     egl = T.alloc_local((1,), acc)
 
-                    for j in T.serial(T.min(nch, NSTAGE)):
-                        T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=full[j])
-                        T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
-                        T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
-                        T.tma_copy(L[tok0 + j * C:tok0 + j * C + C, hv, 0:C], L_s[j, :, :], barrier=full[j])
-                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=full[j])
-                        T.barrier_arrive(full[j])
                     if has_h0 != 0 and c_begin == 0:
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = h0[n, hv, kk, c0 + c]
@@ -227,20 +220,6 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                                     o[t0 + t, hv, c0 + c] = oacc[c, t]
                         if timeline:
                             if tx == 0:
-                                _stamp(ht, bx, hv, i, 7, t_start)
-                        if i + NSTAGE < nch:
-                            T.barrier_wait(empty[si], pi)
-                            if timeline:
-                                if tx == 0:
-                                    _stamp(ht, bx, hv, i, 8, t_start)
-                            T.tma_copy(q[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hk, 0:D], q_s[si, :, :], barrier=full[si])
-                            T.tma_copy(k[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hk, 0:D], k_s[si, :, :], barrier=full[si])
-                            T.tma_copy(v[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hv, c0:c0 + DV], v_s[si, :, :], barrier=full[si])
-                            T.tma_copy(L[tok0 + (i + NSTAGE) * C:tok0 + (i + NSTAGE) * C + C, hv, 0:C], L_s[si, :, :], barrier=full[si])
-                            T.tma_copy(gvec[gch0 + i + NSTAGE, hv, 0:GV_ROWS, 0:C], tab_s[si, :, :], barrier=full[si])
-                            T.barrier_arrive(full[si])
-                        if timeline:
-                            if tx == 0:
                                 _stamp(ht, bx, hv, i, 4, t_start)
 
                     T.tma_store_wait()
@@ -264,6 +243,14 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                     gr_f = T.alloc_fragment((C,), acc)
                     gcol_f = T.alloc_fragment((C,), acc)
 
+                    for j in T.serial(T.min(nch, NSTAGE - 1)):
+                        T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=full[j])
+                        T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
+                        T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
+                        T.tma_copy(L[tok0 + j * C:tok0 + j * C + C, hv, 0:C], L_s[j, :, :], barrier=full[j])
+                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=full[j])
+                        T.barrier_arrive(full[j])
+
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
@@ -272,6 +259,18 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 16, t_start)
+                        # Refill: chunk i+2 goes into the stage chunk i-1 used, once the state
+                        # warpgroup has released it (this warpgroup runs about a chunk ahead, so
+                        # the loads get two chunks to land).
+                        if i + NSTAGE - 1 < nch:
+                            if i >= 1:
+                                T.barrier_wait(empty[(i + NSTAGE - 1) % NSTAGE], ((i - 1) // NSTAGE) % 2)
+                            T.tma_copy(q[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], q_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(k[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], k_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(v[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, c0:c0 + DV], v_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(L[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, 0:C], L_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(gvec[gch0 + i + NSTAGE - 1, hv, 0:GV_ROWS, 0:C], tab_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.barrier_arrive(full[(i + NSTAGE - 1) % NSTAGE])
                         T.barrier_wait(full[si], pi)
                         rank1 = tab_s[si, GV_MISC, 1] > 0.5
                         T.copy(tab_s[si, GV_CU, :], cu_f)

@@ -259,18 +259,6 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 16, t_start)
-                        # Refill: chunk i+2 goes into the stage chunk i-1 used, once the state
-                        # warpgroup has released it (this warpgroup runs about a chunk ahead, so
-                        # the loads get two chunks to land).
-                        if i + NSTAGE - 1 < nch:
-                            if i >= 1:
-                                T.barrier_wait(empty[(i + NSTAGE - 1) % NSTAGE], ((i - 1) // NSTAGE) % 2)
-                            T.tma_copy(q[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], q_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(k[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], k_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(v[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, c0:c0 + DV], v_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(L[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, 0:C], L_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(gvec[gch0 + i + NSTAGE - 1, hv, 0:GV_ROWS, 0:C], tab_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.barrier_arrive(full[(i + NSTAGE - 1) % NSTAGE])
                         T.barrier_wait(full[si], pi)
                         rank1 = tab_s[si, GV_MISC, 1] > 0.5
                         T.copy(tab_s[si, GV_CU, :], cu_f)
@@ -330,6 +318,18 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
                         T.barrier_arrive(empty[si])
+                        # Refill, after this chunk's work: chunk i+2 goes into the stage chunk i-1
+                        # used, once the state warpgroup has released it (this warpgroup runs a
+                        # chunk or more ahead, so the wait is short and the loads get time to land).
+                        if i + NSTAGE - 1 < nch:
+                            if i >= 1:
+                                T.barrier_wait(empty[(i + NSTAGE - 1) % NSTAGE], ((i - 1) // NSTAGE) % 2)
+                            T.tma_copy(q[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], q_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(k[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], k_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(v[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, c0:c0 + DV], v_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(L[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, 0:C], L_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.tma_copy(gvec[gch0 + i + NSTAGE - 1, hv, 0:GV_ROWS, 0:C], tab_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
+                            T.barrier_arrive(full[(i + NSTAGE - 1) % NSTAGE])
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 20, t_start)

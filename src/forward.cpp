@@ -10,10 +10,10 @@
 namespace flashgdn {
 namespace {
 
-using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* gvec, void* h0, void* cu_seqlens,
+using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* gvec, void* stats, void* h0, void* cu_seqlens,
                             void* chunk_offsets, void* seg_offsets, void* o, void* ht, int seq_len, int num_seqs,
-                            int seg_chunks, int num_segs, int has_h0, int store_final, int Ttot, int H, int HV,
-                            int NCG, int NST, int NS1, cudaStream_t stream);
+                            int seg_chunks, int num_segs, int has_h0, int store_final, float cp_log_tol, int Ttot,
+                            int H, int HV, int NCG, int NST, int NS1, cudaStream_t stream);
 struct FwdKernel {
   FwdLaunchFn launch;
   const char* (*last_error)(void);
@@ -87,6 +87,8 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
   FGDN_REQUIRE(a->num_v_heads <= 65535, "num_v_heads (%d) must be <= 65535", a->num_v_heads);
   FGDN_REQUIRE(std::isfinite(a->scale), "scale must be finite");
   FGDN_REQUIRE(a->cp_segment_chunks >= 0, "cp_segment_chunks must be >= 0 (got %d)", a->cp_segment_chunks);
+  FGDN_REQUIRE(a->cp_tolerance >= 0.f && a->cp_tolerance < 1.f, "cp_tolerance must be in [0, 1) (got %g)",
+               (double)a->cp_tolerance);
   FGDN_REQUIRE(a->q && a->k && a->v && a->g && a->beta && a->o, "q, k, v, g, beta and o must be non-NULL");
   FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->v) && aligned16(a->o),
                "q, k, v and o must be 16-byte aligned (the kernels read and write them with TMA)");
@@ -99,12 +101,13 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   const FwdKernel& kern = kFwd[a.variant];
   const int nst = a.seqs.num_seqs;
   int rc = kern.launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.v),
-                       const_cast<void*>(a.L), const_cast<float*>(a.gate_vectors), const_cast<float*>(a.h0),
+                       const_cast<void*>(a.L), const_cast<float*>(a.gate_vectors),
+                       const_cast<float*>(a.chunk_stats), const_cast<float*>(a.h0),
                        const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
                        const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
                        /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
                        /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*store_final=*/a.ht != nullptr,
-                       /*Ttot=*/a.seqs.total_tokens, /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads,
+                       /*cp_log_tol=*/a.cp_log_tol, /*Ttot=*/a.seqs.total_tokens, /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads,
                        /*NCG=*/a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1, /*NST=*/nst,
                        /*NS1=*/a.seqs.num_seqs + 1, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
@@ -174,6 +177,8 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.v = a->v;
   f.L = L;
   f.gate_vectors = gvec;
+  f.chunk_stats = stats;
+  f.cp_log_tol = std::log(a->cp_tolerance > 0.f ? a->cp_tolerance : 1e-6f);
   f.h0 = a->initial_state;
   f.o = a->o;
   f.ht = a->final_state;

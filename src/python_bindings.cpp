@@ -82,7 +82,7 @@ PYBIND11_MODULE(_C, m) {
   auto fwd_args = [](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
                      int num_qk_heads, int num_v_heads, float scale, bool use_qk_l2norm, uintptr_t q, uintptr_t k,
                      uintptr_t v, uintptr_t g, uintptr_t beta, uintptr_t h0, uintptr_t o, uintptr_t ht,
-                     int cp_segment_chunks) {
+                     int cp_segment_chunks, float cp_tolerance) {
     fgdn_forward_args a;
     a.dtype = static_cast<fgdn_dtype>(dtype);
     a.beta_dtype = static_cast<fgdn_dtype>(beta_dtype);
@@ -100,6 +100,7 @@ PYBIND11_MODULE(_C, m) {
     a.o = ptr<void>(o);
     a.final_state = ptr<float>(ht);
     a.cp_segment_chunks = cp_segment_chunks;
+    a.cp_tolerance = cp_tolerance;
     return a;
   };
   m.def(
@@ -107,7 +108,7 @@ PYBIND11_MODULE(_C, m) {
       [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, int num_qk_heads,
                  int num_v_heads, int cp_segment_chunks) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, 0, num_qk_heads,
-                                       num_v_heads, 1.0f, false, 0, 0, 0, 0, 0, 0, 0, 0, cp_segment_chunks);
+                                       num_v_heads, 1.0f, false, 0, 0, 0, 0, 0, 0, 0, 0, cp_segment_chunks, 0.f);
         return fgdn_forward_workspace_size(&a);
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
@@ -117,15 +118,17 @@ PYBIND11_MODULE(_C, m) {
       [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
                  int num_qk_heads, int num_v_heads, float scale, bool use_qk_l2norm, uintptr_t q, uintptr_t k,
                  uintptr_t v, uintptr_t g, uintptr_t beta, uintptr_t h0, uintptr_t o, uintptr_t ht,
-                 int cp_segment_chunks, uintptr_t workspace, size_t workspace_bytes, uintptr_t stream) {
+                 int cp_segment_chunks, float cp_tolerance, uintptr_t workspace, size_t workspace_bytes,
+                 uintptr_t stream) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, cu_seqlens, num_qk_heads,
                                        num_v_heads, scale, use_qk_l2norm, q, k, v, g, beta, h0, o, ht,
-                                       cp_segment_chunks);
+                                       cp_segment_chunks, cp_tolerance);
         raise_on_error(fgdn_forward(&a, ptr<void>(workspace), workspace_bytes, ptr<CUstream_st>(stream)));
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
       py::arg("cu_seqlens"), py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("scale"),
       py::arg("use_qk_l2norm"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("g"), py::arg("beta"),
-      py::arg("h0"), py::arg("o"), py::arg("ht"), py::arg("cp_segment_chunks"), py::arg("workspace"),
+      py::arg("h0"), py::arg("o"), py::arg("ht"), py::arg("cp_segment_chunks"), py::arg("cp_tolerance"),
+      py::arg("workspace"),
       py::arg("workspace_bytes"), py::arg("stream"));
 }

@@ -24,6 +24,8 @@ struct FusedFwdLaunch {
   int num_qk_heads, num_v_heads;
   const void *q, *k, *v, *L;
   const float* gate_vectors;
+  const float* chunk_stats;   // chunk_prep's (sum g, max beta |k|^2) per chunk: the CP warm-up test
+  float cp_log_tol;
   const float* h0;
   void* o;
   float* ht;

@@ -11,7 +11,8 @@ from .reference import chunk_gated_delta_rule_reference
 def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
                            beta: torch.Tensor, scale: float | None = None,
                            initial_state: torch.Tensor | None = None, output_final_state: bool = False,
-                           use_qk_l2norm_in_kernel: bool = False, cu_seqlens: torch.Tensor | None = None):
+                           use_qk_l2norm_in_kernel: bool = False, cu_seqlens: torch.Tensor | None = None,
+                           *, cp="auto", cp_tolerance: float = 1e-6):
     r"""Gated delta rule, chunked prefill (FLA-compatible).
 
     Per value head, with state S in R^{K x V} (fp32)::
@@ -28,6 +29,11 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
         use_qk_l2norm_in_kernel: L2-normalise q and k per head (x / sqrt(|x|^2 + 1e-6)) first.
         cu_seqlens: ``[N+1]`` int32/int64 cumulative lengths of sequences packed along T (B == 1).
             Empty sequences are allowed (their final state is their initial state).
+        cp: intra-card context parallelism of the GPU forward: ``"auto"`` (cost model, default),
+            an int n (cut each sequence into about n segments that run in parallel) or None (off).
+        cp_tolerance: a CP segment may start from zero a few chunks early when the gates prove
+            the dropped part of its incoming state is below ``cp_tolerance`` times the state's
+            norm; otherwise it starts at its sequence's first chunk (exact).
 
     Returns:
         ``(o, final_state)``: o ``[B, T, HV, V]`` in v's dtype; final_state fp32 or None.
@@ -42,5 +48,7 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
                                                 use_qk_l2norm_in_kernel, cu_seqlens)
     _validate.check_gpu_inputs(q, g, beta, p)
     from .forward import forward  # the GPU path imports nothing native until first use
+    if not (isinstance(cp_tolerance, (int, float)) and 0.0 <= cp_tolerance < 1.0):
+        raise ValueError(f"cp_tolerance must be in [0, 1), got {cp_tolerance!r}")
     return forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel,
-                   cu_seqlens, p)
+                   cu_seqlens, p, cp=cp, cp_tolerance=cp_tolerance)

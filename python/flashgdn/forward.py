@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _native
+from . import _native, cp as cp_plan
 from ._validate import Problem
 
 
@@ -17,7 +17,7 @@ def _tma_ready(x: torch.Tensor) -> torch.Tensor:
 
 
 def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
-            p: Problem, cp_segment_chunks: int = 0):
+            p: Problem, cp="auto", cp_tolerance: float = 1e-6):
     _native.require_gpu(q.device)
     device = q.device
     q, k, v = _tma_ready(q), _tma_ready(k), _tma_ready(v)
@@ -39,6 +39,10 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
         cu32 = cu_seqlens.to(device=device, dtype=torch.int32)  # kept alive until the launch is enqueued
         seq_len, cu_ptr = 0, cu32.data_ptr()
 
+    chunks = [(n + 63) // 64 for n in p.seq_lens] if p.seq_lens is not None else [(p.T + 63) // 64] * p.B
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    cp_segment_chunks = cp_plan.plan(chunks, p.HV, cp, cp_plan.sm_count(index))
+
     ext = _native.ext()
     dt, bdt = _native.dtype_code(q.dtype), _native.dtype_code(beta.dtype)
     nbytes = ext.forward_workspace_size(dt, bdt, total, p.num_seqs, seq_len, p.H, p.HV, cp_segment_chunks)
@@ -47,6 +51,6 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
         ext.forward(dt, bdt, total, p.num_seqs, seq_len, cu_ptr, p.H, p.HV, float(scale),
                     bool(use_qk_l2norm_in_kernel), q.data_ptr(), k.data_ptr(), v.data_ptr(), g.data_ptr(),
                     beta.data_ptr(), h0.data_ptr() if h0 is not None else 0, o.data_ptr(),
-                    ht.data_ptr() if ht is not None else 0, cp_segment_chunks, ws.data_ptr(), nbytes,
+                    ht.data_ptr() if ht is not None else 0, cp_segment_chunks, float(cp_tolerance), ws.data_ptr(), nbytes,
                     _native.stream_handle(device))
     return o, ht

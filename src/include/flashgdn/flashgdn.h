@@ -109,6 +109,8 @@ FGDN_API fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* args, cudaStrea
  * Forward pass: o (and optionally the final state) of the gated delta rule.
  *
  * Runs, on `stream`: [varlen: per-sequence offsets] -> chunk_prep -> the fused forward kernel.
+ * With cp_segment_chunks > 0 every sequence is cut into segments of that many chunks that run in
+ * parallel (docs/context-parallelism.md states the bound).
  * `seqs.chunk_offsets` and `seqs.num_chunks` are ignored (computed here). The caller provides
  * a device workspace of at least fgdn_forward_workspace_size(args) bytes (256-byte aligned);
  * its contents are scratch and need not be initialised.
@@ -130,6 +132,9 @@ typedef struct fgdn_forward_args {
   void* o;                      /* [total_tokens, HV, 128] */
   float* final_state;           /* [N, HV, 128, 128] or NULL (not written) */
   int cp_segment_chunks;        /* intra-card context parallelism: chunks per segment (0: off) */
+  float cp_tolerance;           /* CP warm-up bound: the dropped part of a segment's incoming state
+                                   is <= cp_tolerance * |state| (0: 1e-6); segments that cannot
+                                   meet it start at their sequence's first chunk instead (exact) */
 } fgdn_forward_args;
 
 FGDN_API size_t fgdn_forward_workspace_size(const fgdn_forward_args* args);

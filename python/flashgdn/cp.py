@@ -1,0 +1,67 @@
+"""Choosing the intra-card context-parallel (CP) split of the forward.
+
+Each CTA of the fused kernel runs one (segment, value head, half of V); a segment after the
+first warms up from zero over the chunks before it (or restarts from the sequence start when the
+gates do not decay enough - see docs/context-parallelism.md). The planner picks the number of
+chunks per segment from the cost model
+
+    time ~ waves(CTAs) * (chunks per segment + WARMUP_CHUNKS) * CHUNK_US + SEGMENT_US * segments
+
+with waves = ceil(CTAs / SMs). The coefficients come from benchmarks/fit_cp_model.py (timings on
+an H100, one row per forced split); only their ratios matter for the choice. The choice is pure
+host arithmetic on shapes (no device sync): for varlen batches it uses the lengths that
+validation already read.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+# Fitted on an H100 80GB HBM3 with benchmarks/fit_cp_model.py (see docs/perf-notes.md).
+CHUNK_US = 1.9          # one 64-token chunk of one CTA
+WARMUP_CHUNKS = 2.0     # expected warm-up chunks before a segment (decaying gates)
+SEGMENT_US = 0.5        # fixed cost of a segment (look-back, prologue, tail)
+MIN_SEGMENT_CHUNKS = 8
+MAX_SEGMENTS = 64
+
+
+@functools.lru_cache(maxsize=None)
+def sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _ctas(chunks_per_seq, HV, seg):
+    return 2 * HV * sum(max(math.ceil(n / seg), 1) for n in chunks_per_seq)
+
+
+def predicted_us(chunks_per_seq, HV, seg, sms):
+    ctas = _ctas(chunks_per_seq, HV, seg)
+    longest = min(seg, max(chunks_per_seq) if chunks_per_seq else 0)
+    warm = WARMUP_CHUNKS if seg < max(chunks_per_seq, default=0) else 0.0
+    return math.ceil(ctas / sms) * (longest + warm) * CHUNK_US + SEGMENT_US * ctas / sms
+
+
+def plan(chunks_per_seq: list[int], HV: int, cp, sms: int) -> int:
+    """Chunks per segment for fgdn_forward (0 = no split).
+
+    cp: None or 1 -> off; an int n -> each sequence in about n segments; "auto" -> the cost model.
+    """
+    longest = max(chunks_per_seq, default=0)
+    if cp is None or longest <= 1:
+        return 0
+    if cp == "auto":
+        best, best_t = 0, predicted_us(chunks_per_seq, HV, longest, sms)
+        for segs in range(2, MAX_SEGMENTS + 1):
+            seg = math.ceil(longest / segs)
+            if seg < MIN_SEGMENT_CHUNKS:
+                break
+            t = predicted_us(chunks_per_seq, HV, seg, sms)
+            if t < best_t * 0.97:      # split only for a clear predicted gain
+                best, best_t = seg, t
+        return best
+    if isinstance(cp, bool) or not isinstance(cp, int) or cp < 1:
+        raise ValueError(f'cp must be "auto", None or a positive int, got {cp!r}')
+    return 0 if cp == 1 else max(1, math.ceil(longest / cp))

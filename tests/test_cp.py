@@ -1,0 +1,21 @@
+"""The CP planner (host arithmetic only)."""
+
+import pytest
+
+from flashgdn import cp
+
+
+def test_cp_planner():
+    assert cp.plan([512], 8, None, 132) == 0
+    assert cp.plan([512], 8, 1, 132) == 0
+    assert cp.plan([512], 8, 4, 132) == 128
+    assert cp.plan([512], 8, "auto", 132) > 0            # 16 CTAs on 132 SMs: split
+    assert cp.plan([64] * 8, 32, "auto", 132) == 0        # 512 CTAs already
+    with pytest.raises(ValueError):
+        cp.plan([512], 8, 0, 132)
+
+
+def test_cp_planner_varlen_and_short():
+    assert cp.plan([1], 8, "auto", 132) == 0              # one chunk: nothing to split
+    assert cp.plan([], 8, "auto", 132) == 0
+    assert cp.plan([0, 512, 3], 8, 8, 132) == 64          # forced: by the longest sequence

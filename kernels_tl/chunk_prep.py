@@ -180,12 +180,16 @@ def build(dtype: str, beta_dtype: str):
                             rq_s[(lane - 32) * 2 + h] = T.if_then_else(use_l2norm != 0, T.rsqrt(red[4] + L2NORM_EPS), 1.0)
                 T.sync_threads()
                 # Gate vectors for the forward (one row each, token r = tx < 64). G_ts =
-                # exp(gc_t - gc_s) factors as a_t b_s around m = 31 while the chunk's total decay
-                # is below 40 ("rank-1"); otherwise a = b = 1 and the forward forms G per element.
+                # exp(gc_t - gc_s) factors as a_t b_s, a_t = exp(gc_t - r), b_s = exp(r - gc_s), while
+                # the chunk's total decay D is below 80 ("rank-1"; r is the middle of the gc range,
+                # so all factors stay within e^40); otherwise a = b = 1 and the forward forms G
+                # per element.
                 # For bf16 the row factor a_t is folded into v~ = v_new / a_t (see fused_fwd).
                 if tx < C:
                     red[0] = gc_s[tx]
-                    red[1] = T.if_then_else(gc_s[C - 1] > -40.0, gc_s[C // 2 - 1], red[0])    # gc_m
+                    # reference r = middle of the chunk's gc range [gc_last, gc_0]: every a_t, b_s
+                    # then lies in [e^-D/2, e^D/2] for a chunk decaying by D < 80
+                    red[1] = T.if_then_else(gc_s[C - 1] > -80.0, 0.5 * (gc_s[0] + gc_s[C - 1]), red[0])
                     red[2] = T.exp2((red[0] - red[1]) * LOG2E)                                  # a_t
                     if fold_rows:
                         red[3] = red[2]
@@ -204,7 +208,7 @@ def build(dtype: str, beta_dtype: str):
                     gvec[chunk, hv, GV_RA, tx] = red[2]
                     gvec[chunk, hv, GV_GC, tx] = red[0]
                     gvec[chunk, hv, GV_MISC, tx] = T.if_then_else(
-                        tx == 0, T.exp2(gc_s[C - 1] * LOG2E), T.if_then_else(gc_s[C - 1] > -40.0, 1.0, 0.0))
+                        tx == 0, T.exp2(gc_s[C - 1] * LOG2E), T.if_then_else(gc_s[C - 1] > -80.0, 1.0, 0.0))
                 # (b) 16 -> 32 for block pairs p = 0 (in laa_s), 1 (in lbb_s):  X = A21 D0 ; L21 = -D1 X.
                 #     Thread: pair p, a 2x2 output tile (rows i2, i2+1; columns c2, c2+1).
                 p = tx // 64

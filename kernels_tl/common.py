@@ -34,10 +34,10 @@ IO_VARIANTS = [
 GV_DEC = 0    # state update column factor: exp(gc_last - gc_t) rk_t valid_t (* a_t, bf16)
 GV_OG = 1     # output row factor of the S Q^T term: exp(gc_t) rq_t scale
 GV_CU = 2     # column factor of u~ = Au V:  b_t beta_t
-GV_CW = 3     # column factor of -w~ = Aw K: -exp(gc_m) beta_t rk_t  (rank-1) / -exp(gc_t) beta_t rk_t
+GV_CW = 3     # column factor of -w~ = Aw K: -exp(r) beta_t rk_t  (rank-1) / -exp(gc_t) beta_t rk_t
 GV_CP = 4     # column factor of P~: rk_t (bf16) / b_t rk_t (fp16)
 GV_RP = 5     # row factor of P~: a_t rq_t scale
-GV_RA = 6     # a_t = exp(gc_t - gc_m) (1 when the chunk decays by more than 40)
+GV_RA = 6     # a_t = exp(gc_t - r), r = middle of the chunk's gc range (1 when it decays by > 80)
 GV_GC = 7     # gc_t, chunk-local cumsum of g (element-wise fallback)
 GV_MISC = 8   # [0] = exp(gc_last), [t > 0] = 1 if the rank-1 gate factors apply, else 0
 GV_ROWS = 9

@@ -17,7 +17,7 @@ wgmma, C7512). Per chunk c (64 tokens):
       P~ = (Q K^T)[s<=t] diag(rp) . diag(cp)   wgmma SS m64n64k128  -> smem [t][s]
       (G_ts = exp(gc_t - gc_s) = a_t b_s: b_s sits in cu, cw, cp; for bf16 the row factor a_t
       is not applied at all - the state warpgroup works with v~ = v_new / a_t - and for fp16 it
-      is applied to the rows of L and P. Chunks decaying by more than 40 form G per element.)
+      is applied to the rows of L and P. Chunks decaying by more than 80 form G per element.)
 
   WG0 state (holds S^T [64 V cols x 128 K] fp32 in registers) - the recurrence:
       v~^T = u~^T + S^T (-w~)^T                    wgmma RS m64n64k128 (A = S^T, registers)

@@ -15,7 +15,7 @@ B, T, H, HV = (int(x) for x in sys.argv[3:7])
 lib = ctypes.CDLL(so)
 fn = getattr(lib, sym + "_launch")
 x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", gates="slow", seed=0)
-L, _, gvec = ops.chunk_prep(x["k"], x["beta"], x["g"])
+L, stats, gvec = ops.chunk_prep(x["k"], x["beta"], x["g"])
 o = torch.empty_like(x["v"])
 N = B
 ht = torch.zeros(N, HV, 128, 128, dtype=torch.float32, device="cuda")
@@ -23,10 +23,10 @@ nct = (T + 63) // 64
 P = ctypes.c_void_p
 I = ctypes.c_int
 dummy = torch.zeros(16, dtype=torch.int32, device="cuda")
-args = [P(t.data_ptr()) for t in (x["q"], x["k"], x["v"], L, gvec, x["initial_state"])]
+args = [P(t.data_ptr()) for t in (x["q"], x["k"], x["v"], L, gvec, stats, x["initial_state"])]
 args += [P(dummy.data_ptr()), P(dummy.data_ptr()), P(dummy.data_ptr()), P(o.data_ptr()), P(ht.data_ptr())]
-# seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, Ttot, H, HV, NCG, NST, NS1, stream
-args += [I(T), I(B), I(1 << 30), I(B), I(1), I(0), I(B * T), I(H), I(HV), I(gvec.shape[0]), I(N), I(N + 1),
+# seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol, Ttot, H, HV, NCG, NST, NS1, stream
+args += [I(T), I(B), I(1 << 30), I(B), I(1), I(0), ctypes.c_float(-13.8), I(B * T), I(H), I(HV), I(gvec.shape[0]), I(N), I(N + 1),
          P(torch.cuda.current_stream().cuda_stream)]
 for _ in range(3):
     ht.zero_()

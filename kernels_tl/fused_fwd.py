@@ -176,6 +176,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                     S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
                     S_bf = T.alloc_fragment((DV, D), dtype)
                     vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
+                    ut = T.alloc_fragment((DV, C), dtype)       # u~^T as loaded (bf16/fp16)
                     vn_bf = T.alloc_fragment((DV, C), dtype)
                     vnd_bf = T.alloc_fragment((DV, C), dtype)
                     oacc = T.alloc_fragment((DV, C), acc)       # o^T [c][t]: S Q^T part
@@ -206,13 +207,17 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 1, t_start)
+                        # v~^T = S^T (-w~)^T + u~^T: the GEMM starts from zero so that the u~ loads
+                        # (and the factor loads) overlap it instead of preceding it
+                        T.wgmma_gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True, clear_accum=True)
                         for c, t in T.Parallel(DV, C):
-                            vacc[c, t] = u_s[st, t, c]
-                        T.wgmma_gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True)
+                            ut[c, t] = u_s[st, t, c]
                         T.copy(tab_s[si, GV_DEC, :], dec_f)
                         T.copy(tab_s[si, GV_OG, :], og_f)
                         egl[0] = tab_s[si, GV_MISC, 0]
                         T.wait_wgmma(0)
+                        for c, t in T.Parallel(DV, C):
+                            vacc[c, t] = vacc[c, t] + T.cast(ut[c, t], acc)
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 2, t_start)

@@ -5,8 +5,8 @@ Grid (2 * segments, HV); 256 threads = 2 warpgroups (both can hold up to 255 reg
 ptxas needs to pipeline wgmma: with 3 warpgroups it caps threads at 168 and serialises every
 wgmma, C7512). Per chunk c (64 tokens):
 
-  inputs, NSTAGE-deep ring, by TMA (issued by WG1, which refills chunk c+2 once WG0 is done
-  with chunk c-1):
+  inputs by TMA, issued by WG1 in two rings: A = q, k (3 deep; chunk c+2 refills once WG0 is
+  done with chunk c-1), B = v, L, gate vectors (2 deep, WG1 its only reader):
       q, k [64,128] (the q/k head of the GVA group), v [64,64] (this CTA's half of V),
       L [64,64] (chunk_prep's gate-free WY inverse, 128B-swizzled), gate vectors [9,64]
       (chunk_prep's table: every per-token factor below, so this kernel never reads g or beta)
@@ -27,7 +27,7 @@ wgmma, C7512). Per chunk c (64 tokens):
 
 The critical path per chunk is WG0's two dependent GEMMs; everything that does not depend on
 the state runs one chunk ahead on WG1. In-kernel L2 norm of q/k is folded into the factors.
-Barriers: full/empty (inputs, TMA), pfull/pempty (prep -> state), NSTAGE / 2 stages.
+Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, L, gate-table ring), pfull/pempty (prep -> state).
 """
 
 import tilelang
@@ -39,7 +39,8 @@ from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV
 NAME = "fused_fwd"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
 LOG2E = 1.4426950408889634
-NSTAGE = 3     # input ring depth: the refill of chunk i+3 goes out when chunk i is done
+NA = 3         # ring A (q, k: read by both warpgroups) depth
+NB = 2         # ring B (v, L, gate table: read by prep only) depth
 
 
 @T.macro
@@ -152,21 +153,29 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
             gch0 = ix[1]
             tok0 = ix[2]
 
-            # inputs: NSTAGE-deep ring (TMA); prep outputs: double-buffered
-            q_s = T.alloc_shared((NSTAGE, C, D), dtype)
-            k_s = T.alloc_shared((NSTAGE, C, D), dtype)
-            v_s = T.alloc_shared((NSTAGE, C, DV), dtype)
-            L_s = T.alloc_shared((NSTAGE, C, C), dtype)
-            tab_s = T.alloc_shared((NSTAGE, GV_ROWS, C), acc)
-            u_s = T.alloc_shared((2, C, DV + 8), dtype)  # u~ [t][c], rows padded: conflict-free both ways
+            # inputs by TMA, two rings: A = q, k (read by both warpgroups, NA deep); B = v, L and the
+            # gate table (read by prep only, NB deep). Prep outputs: double-buffered.
+            q_s = T.alloc_shared((NA, C, D), dtype)
+            k_s = T.alloc_shared((NA, C, D), dtype)
+            v_s = T.alloc_shared((NB, C, DV), dtype)
+            L_s = T.alloc_shared((NB, C, C), dtype)
+            tab_s = T.alloc_shared((NB, GV_ROWS, C), acc)
+            # u~ stays fp32: v~ = u~ - w~ S can cancel, and a bf16 u~ would cost ~20% of the state's
+            # accuracy; rows padded so the [t][c] writes and the (c, t) reads are conflict-free
+            u_s = T.alloc_shared((2, C, DV + 4), acc)
             w_s = T.alloc_shared((2, C, D), dtype)      # -w~   [t][k]
             p_s = T.alloc_shared((2, C, C), dtype)      # P~    [t][s]
+            dec_s = T.alloc_shared((2, C), acc)         # the gate-table rows the state needs
+            og_s = T.alloc_shared((2, C), acc)
+            egl_s = T.alloc_shared((2, 1), acc)
             o_s = T.alloc_shared((C, DV), dtype)
             # A-fragment reads of L are conflict-free only with the 128-byte swizzle (TMA writes it)
             T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
-            full = T.alloc_barrier(arrive_count=[128] * NSTAGE)
-            empty = T.alloc_barrier(arrive_count=[256] * NSTAGE)
+            fullA = T.alloc_barrier(arrive_count=[128] * NA)
+            emptyA = T.alloc_barrier(arrive_count=[256] * NA)
+            fullB = T.alloc_barrier(arrive_count=[128] * NB)
+            emptyB = T.alloc_barrier(arrive_count=[128] * NB)
             pfull = T.alloc_barrier(arrive_count=[128, 128])
             pempty = T.alloc_barrier(arrive_count=[128, 128])
 
@@ -176,7 +185,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                     S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
                     S_bf = T.alloc_fragment((DV, D), dtype)
                     vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
-                    ut = T.alloc_fragment((DV, C), dtype)       # u~^T as loaded (bf16/fp16)
+                    ut = T.alloc_fragment((DV, C), acc)         # u~^T as loaded
                     vn_bf = T.alloc_fragment((DV, C), dtype)
                     vnd_bf = T.alloc_fragment((DV, C), dtype)
                     oacc = T.alloc_fragment((DV, C), acc)       # o^T [c][t]: S Q^T part
@@ -194,8 +203,8 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
-                        si = i % NSTAGE
-                        pi = (i // NSTAGE) % 2
+                        sa = i % NA
+                        pa = (i // NA) % 2
                         t0 = tok0 + i * C
                         nvalid = T.min(eos - t0, C)
                         if timeline:
@@ -203,7 +212,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                                 _stamp(ht, bx, hv, i, 0, t_start)
                         T.copy(S, S_bf)
                         T.barrier_wait(pfull[st], ph)
-                        T.barrier_wait(full[si], pi)
+                        T.barrier_wait(fullA[sa], pa)
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 1, t_start)
@@ -212,12 +221,12 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         T.wgmma_gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True, clear_accum=True)
                         for c, t in T.Parallel(DV, C):
                             ut[c, t] = u_s[st, t, c]
-                        T.copy(tab_s[si, GV_DEC, :], dec_f)
-                        T.copy(tab_s[si, GV_OG, :], og_f)
-                        egl[0] = tab_s[si, GV_MISC, 0]
+                        T.copy(dec_s[st, :], dec_f)
+                        T.copy(og_s[st, :], og_f)
+                        egl[0] = egl_s[st, 0]
                         T.wait_wgmma(0)
                         for c, t in T.Parallel(DV, C):
-                            vacc[c, t] = vacc[c, t] + T.cast(ut[c, t], acc)
+                            vacc[c, t] = vacc[c, t] + ut[c, t]
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 2, t_start)
@@ -228,14 +237,14 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = S[c, kk] * egl[0]
                         # three GEMMs back to back on the tensor cores; one wait
-                        T.wgmma_gemm(vnd_bf, k_s[si, :, :], S)
-                        T.wgmma_gemm(S_bf, q_s[si, :, :], oacc, transpose_B=True, clear_accum=True)
+                        T.wgmma_gemm(vnd_bf, k_s[sa, :, :], S)
+                        T.wgmma_gemm(S_bf, q_s[sa, :, :], oacc, transpose_B=True, clear_accum=True)
                         T.wgmma_gemm(vn_bf, p_s[st, :, :], oacc2, transpose_B=True, clear_accum=True)
                         T.wait_wgmma(0)
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 3, t_start)
-                        T.barrier_arrive(empty[si])
+                        T.barrier_arrive(emptyA[sa])
                         T.barrier_arrive(pempty[st])
                         for c, t in T.Parallel(DV, C):
                             oacc[c, t] = oacc[c, t] * og_f[t] + oacc2[c, t]
@@ -285,27 +294,31 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                     gr_f = T.alloc_fragment((C,), acc)
                     gcol_f = T.alloc_fragment((C,), acc)
 
-                    for j in T.serial(T.min(nch, NSTAGE - 1)):
-                        T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=full[j])
-                        T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=full[j])
-                        T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=full[j])
-                        T.tma_copy(L[tok0 + j * C:tok0 + j * C + C, hv, 0:C], L_s[j, :, :], barrier=full[j])
-                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=full[j])
-                        T.barrier_arrive(full[j])
+                    for j in T.serial(T.min(nch, 2)):
+                        T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
+                        T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
+                        T.barrier_arrive(fullA[j])
+                        T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(L[tok0 + j * C:tok0 + j * C + C, hv, 0:C], L_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
+                        T.barrier_arrive(fullB[j])
 
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
-                        si = i % NSTAGE
-                        pi = (i // NSTAGE) % 2
+                        sa = i % NA
+                        pa = (i // NA) % 2
+                        sb = i % NB
+                        pb = (i // NB) % 2
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 16, t_start)
-                        T.barrier_wait(full[si], pi)
-                        rank1 = tab_s[si, GV_MISC, 1] > 0.5
-                        T.copy(tab_s[si, GV_CU, :], cu_f)
-                        T.copy(tab_s[si, GV_CW, :], cw_f)
-                        T.copy(L_s[si, :, :], Lb)
+                        T.barrier_wait(fullB[sb], pb)
+                        T.barrier_wait(fullA[sa], pa)
+                        rank1 = tab_s[sb, GV_MISC, 1] > 0.5
+                        T.copy(tab_s[sb, GV_CU, :], cu_f)
+                        T.copy(tab_s[sb, GV_CW, :], cw_f)
+                        T.copy(L_s[sb, :, :], Lb)
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 17, t_start)
@@ -315,16 +328,16 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                                 for t, s in T.Parallel(C, C):
                                     Au[t, s] = T.cast(Lb[t, s], acc) * cu_f[s]
                             else:
-                                T.copy(tab_s[si, GV_RA, :], ra_f)
+                                T.copy(tab_s[sb, GV_RA, :], ra_f)
                                 for t, s in T.Parallel(C, C):
                                     Au[t, s] = T.cast(Lb[t, s], acc) * ra_f[t] * cu_f[s]
                         else:
-                            T.copy(tab_s[si, GV_GC, :], gr_f)
-                            T.copy(tab_s[si, GV_GC, :], gcol_f)
+                            T.copy(tab_s[sb, GV_GC, :], gr_f)
+                            T.copy(tab_s[sb, GV_GC, :], gcol_f)
                             for t, s in T.Parallel(C, C):
                                 Au[t, s] = T.cast(Lb[t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * cu_f[s]
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
-                        T.wgmma_gemm(Au, v_s[si, :, :], uacc, clear_accum=True)
+                        T.wgmma_gemm(Au, v_s[sb, :, :], uacc, clear_accum=True)
                         if rank1:
                             if fold_rows:
                                 for t, s in T.Parallel(C, C):
@@ -335,10 +348,10 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         else:
                             for t, s in T.Parallel(C, C):
                                 Aw[t, s] = T.cast(Lb[t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * cw_f[s]
-                        T.wgmma_gemm(Aw, k_s[si, :, :], wacc, clear_accum=True)
-                        T.wgmma_gemm(q_s[si, :, :], k_s[si, :, :], pacc, transpose_B=True, clear_accum=True)
-                        T.copy(tab_s[si, GV_CP, :], cp_f)
-                        T.copy(tab_s[si, GV_RP, :], rp_f)
+                        T.wgmma_gemm(Aw, k_s[sa, :, :], wacc, clear_accum=True)
+                        T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
+                        T.copy(tab_s[sb, GV_CP, :], cp_f)
+                        T.copy(tab_s[sb, GV_RP, :], rp_f)
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 18, t_start)
@@ -357,21 +370,31 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                             for t, s in T.Parallel(C, C):
                                 p_s[st, t, s] = T.if_then_else(
                                     s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                        # the gate-table rows the state warpgroup needs travel with the prep outputs
+                        if tx - 128 < C:
+                            dec_s[st, tx - 128] = tab_s[sb, GV_DEC, tx - 128]
+                            og_s[st, tx - 128] = tab_s[sb, GV_OG, tx - 128]
+                        if tx == 128:
+                            egl_s[st, 0] = tab_s[sb, GV_MISC, 0]
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
-                        T.barrier_arrive(empty[si])
-                        # Refill, after this chunk's work: chunk i+2 goes into the stage chunk i-1
-                        # used, once the state warpgroup has released it (this warpgroup runs a
-                        # chunk or more ahead, so the wait is short and the loads get time to land).
-                        if i + NSTAGE - 1 < nch:
+                        T.barrier_arrive(emptyA[sa])
+                        T.barrier_arrive(emptyB[sb])
+                        # Refills. Ring B (prep's own): chunk i+2 into this stage once all of this
+                        # warpgroup has arrived (it is the only reader). Ring A: chunk i+2 into the
+                        # stage chunk i-1 used, once the state warpgroup has released it too (this
+                        # warpgroup runs a chunk or more ahead, so the wait is short).
+                        if i + 2 < nch:
+                            T.barrier_wait(emptyB[sb], pb)
+                            T.tma_copy(v[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hv, c0:c0 + DV], v_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(L[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hv, 0:C], L_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(gvec[gch0 + i + 2, hv, 0:GV_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
+                            T.barrier_arrive(fullB[sb])
                             if i >= 1:
-                                T.barrier_wait(empty[(i + NSTAGE - 1) % NSTAGE], ((i - 1) // NSTAGE) % 2)
-                            T.tma_copy(q[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], q_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(k[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hk, 0:D], k_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(v[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, c0:c0 + DV], v_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(L[tok0 + (i + NSTAGE - 1) * C:tok0 + (i + NSTAGE - 1) * C + C, hv, 0:C], L_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.tma_copy(gvec[gch0 + i + NSTAGE - 1, hv, 0:GV_ROWS, 0:C], tab_s[(i + NSTAGE - 1) % NSTAGE, :, :], barrier=full[(i + NSTAGE - 1) % NSTAGE])
-                            T.barrier_arrive(full[(i + NSTAGE - 1) % NSTAGE])
+                                T.barrier_wait(emptyA[(i + 2) % NA], ((i - 1) // NA) % 2)
+                            T.tma_copy(q[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hk, 0:D], q_s[(i + 2) % NA, :, :], barrier=fullA[(i + 2) % NA])
+                            T.tma_copy(k[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hk, 0:D], k_s[(i + 2) % NA, :, :], barrier=fullA[(i + 2) % NA])
+                            T.barrier_arrive(fullA[(i + 2) % NA])
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 20, t_start)

@@ -24,7 +24,19 @@ CASES = [
     (1, 700, 2, 4, [1, 0, 64, 200, 0, 435], True, False, torch.bfloat16, "slow", False),
     (1, 333, 1, 2, [65, 1, 127, 140], False, True, torch.bfloat16, "decay", True),
     (1, 2000, 4, 8, [1000, 1, 999], True, False, torch.bfloat16, "slow", False),
+    (1, 32768, 2, 8, None, True, False, torch.bfloat16, "decay", False),
+    (1, 8192, 1, 8, None, False, True, torch.float16, "slow", True),
+    (1, 1100, 2, 8, [0, 1, 0, 64, 65, 63, 907], True, True, torch.bfloat16, "decay", False),
+    (1, 129, 1, 1, [1, 1, 1, 126], False, False, torch.float16, "zero", False),
 ]
+# A systematic sweep on top: lengths around the chunk size x GVA ratios 1/2/4/8, cycling the
+# other options so every combination of (h0, l2norm, dtype, gates, fp32 beta) appears.
+_OPTS = [(True, False, torch.bfloat16, "decay", False), (False, True, torch.float16, "slow", True),
+         (True, True, torch.bfloat16, "zero", True), (False, False, torch.float16, "decay", False)]
+for _i, (_T, (_H, _HV)) in enumerate((T, hv) for T in (63, 64, 65, 1000, 1)
+                                     for hv in ((2, 2), (2, 4), (1, 4), (1, 8))):
+    _h0, _l2, _dt, _g, _b32 = _OPTS[_i % 4]
+    CASES.append((1 + (_i % 2), _T, _H, _HV, None, _h0, _l2, _dt, _g, _b32))
 
 
 def run_case(B, T, H, HV, lens, h0, l2, dtype, gates, beta32, **kw):
@@ -59,7 +71,9 @@ def test_forward_matches_reference(B, T, H, HV, lens, h0, l2, dtype, gates, beta
 # the unsplit run (CP on vs off must agree to <= 1e-3).
 CP_CASES = [
     # B, T, H, HV, lens, gates, cp
+    (1, 8192, 2, 8, None, "decay", 1),
     (1, 8192, 2, 8, None, "decay", 2),
+    (1, 32768, 1, 4, None, "slow", 8),
     (1, 8192, 2, 8, None, "slow", 4),
     (1, 4096, 1, 4, None, "zero", 8),
     (1, 32768, 2, 8, None, "decay", "auto"),
@@ -82,3 +96,13 @@ def test_forward_context_parallel(B, T, H, HV, lens, gates, cp):
     assert rel_err(o_cp, o_1) <= 1e-3 and rel_err(ht_cp, ht_1) <= 1e-3
     assert rel_err(o_cp, o_ref) <= 5e-3 and rel_err(ht_cp, ht_ref) <= 5e-3
 
+
+
+def test_gpu_forward_refuses_silent_missing_gradients():
+    x = make_inputs(1, 64, 1, 1, dtype=torch.bfloat16, device="cuda")
+    q = x["q"].clone().requires_grad_()
+    with pytest.raises(NotImplementedError, match="backward is not implemented"):
+        flashgdn.chunk_gated_delta_rule(q, x["k"], x["v"], x["g"], x["beta"])
+    with torch.no_grad():
+        o, _ = flashgdn.chunk_gated_delta_rule(q, x["k"], x["v"], x["g"], x["beta"])
+    assert torch.isfinite(o).all()

@@ -47,6 +47,12 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
         return chunk_gated_delta_rule_reference(q, k, v, g, beta, scale, initial_state, output_final_state,
                                                 use_qk_l2norm_in_kernel, cu_seqlens)
     _validate.check_gpu_inputs(q, g, beta, p)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (q, k, v, g, beta, initial_state)):
+        # Returning outputs without a graph would make gradients silently vanish.
+        raise NotImplementedError(
+            "flashgdn's GPU backward is not implemented yet: call the GPU forward under torch.no_grad() "
+            "(inference/prefill), or differentiate flashgdn.reference on CPU/fp64 tensors")
     from .forward import forward  # the GPU path imports nothing native until first use
     if not (isinstance(cp_tolerance, (int, float)) and 0.0 <= cp_tolerance < 1.0):
         raise ValueError(f"cp_tolerance must be in [0, 1), got {cp_tolerance!r}")

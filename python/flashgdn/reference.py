@@ -59,6 +59,11 @@ def _prepare(q, k, v, g, beta, scale, use_qk_l2norm, dtype):
     return q, k, v, g, beta, scale
 
 
+def _initial(initial_state, n, v, HV, K, V):
+    """Sequence n's starting state in the compute dtype (zero without an initial state)."""
+    return initial_state[n].to(v.dtype) if initial_state is not None else v.new_zeros(HV, K, V)
+
+
 def naive_recurrence(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                      use_qk_l2norm_in_kernel=False, cu_seqlens=None, dtype=None):
     """Token-by-token recurrence. Returns ``(o, final_state or None)``.
@@ -72,10 +77,7 @@ def naive_recurrence(q, k, v, g, beta, scale=None, initial_state=None, output_fi
     parts = []
     finals = []
     for n, (b, bos, eos) in enumerate(_sequences(T, B, cu_seqlens)):
-        if initial_state is not None:
-            S = initial_state[n].to(v.dtype)
-        else:
-            S = v.new_zeros(HV, K, V)
+        S = _initial(initial_state, n, v, HV, K, V)
         seq_out = []
         for t in range(bos, eos):
             kt, vt, qt = k[b, t], v[b, t], q[b, t]                       # [HV,K], [HV,V], [HV,K]
@@ -161,7 +163,7 @@ def chunked(q, k, v, g, beta, scale=None, initial_state=None, output_final_state
     finals = []
     parts = []
     for n, (b, bos, eos) in enumerate(_sequences(T, B, cu_seqlens)):
-        S = initial_state[n].to(v.dtype) if initial_state is not None else v.new_zeros(HV, K, V)
+        S = _initial(initial_state, n, v, HV, K, V)
         for c in range((eos - bos + CHUNK - 1) // CHUNK):
             it = chunk_intermediates(k, v, g, beta, bos, eos, b, c)
             nvalid, lo = it["n"], it["lo"]

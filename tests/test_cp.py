@@ -19,3 +19,7 @@ def test_cp_planner_varlen_and_short():
     assert cp.plan([1], 8, "auto", 132) == 0              # one chunk: nothing to split
     assert cp.plan([], 8, "auto", 132) == 0
     assert cp.plan([0, 512, 3], 8, 8, 132) == 64          # forced: by the longest sequence
+
+
+def test_cp_planner_skips_search_when_grid_is_full():
+    assert cp.plan([5000] * 10000, 8, "auto", 132) == 0

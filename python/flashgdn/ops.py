@@ -20,8 +20,8 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     Args: k ``[B,T,H,128]`` (bf16/fp16), beta ``[B,T,HV]`` (k's dtype or fp32),
     g ``[B,T,HV]`` fp32, optional int ``cu_seqlens`` ``[N+1]`` (then B == 1).
 
-    Returns ``(L, stats)``: L ``[B,T,HV,64]`` in k's dtype, where row t holds row (t mod 64...)
-    of its chunk's ``(I + StrictLower(diag(beta) K K^T))^-1`` (chunks start at each
+    Returns ``(L, stats, gate_vectors)``: L ``[B,T,HV,64]`` in k's dtype, where token t's row is
+    its row of its chunk's ``(I + StrictLower(diag(beta) K K^T))^-1`` (chunks start at each
     sequence's first token); stats ``[num_chunks, HV, 2]`` fp32 = (sum of g over the chunk,
     max of beta_t |k_t|^2) with chunks numbered sequence by sequence (rows past the number
     of real chunks are unspecified); gate vectors ``[num_chunks, HV, 9, 64]`` fp32 (the fused

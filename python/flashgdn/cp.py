@@ -52,8 +52,9 @@ def plan(chunks_per_seq: list[int], HV: int, cp, sms: int) -> int:
     longest = max(chunks_per_seq, default=0)
     if cp is None or longest <= 1:
         return 0
-    if cp == "auto" and 2 * HV * len(chunks_per_seq) >= sms:
-        return 0    # the unsplit grid already fills the GPU: no per-call search over splits
+    if cp == "auto":
+        if 2 * HV * len(chunks_per_seq) >= sms:
+            return 0    # the unsplit grid already fills the GPU: no per-call search over splits
         best, best_t = 0, predicted_us(chunks_per_seq, HV, longest, sms)
         for segs in range(2, MAX_SEGMENTS + 1):
             seg = math.ceil(longest / segs)

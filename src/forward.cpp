@@ -74,8 +74,6 @@ Plan make_plan(const fgdn_forward_args& a) {
   return p;
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
   FGDN_REQUIRE(a != nullptr, "args is NULL");
   *variant = io_variant(a->dtype, a->beta_dtype);
@@ -178,7 +176,8 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.L = L;
   f.gate_vectors = gvec;
   f.chunk_stats = stats;
-  f.cp_log_tol = std::log(a->cp_tolerance > 0.f ? a->cp_tolerance : 1e-6f);
+  // ln(0) = -inf: no warm-up passes the test, so tolerance 0 means every split segment is exact
+  f.cp_log_tol = a->cp_tolerance > 0.f ? std::log(a->cp_tolerance) : -INFINITY;
   f.h0 = a->initial_state;
   f.o = a->o;
   f.ht = a->final_state;

@@ -1,6 +1,8 @@
 // Helpers the launchers share: dtype dispatch, the current device check, launch error mapping.
 #pragma once
 
+#include <cstdint>
+
 #include "status.h"
 
 namespace flashgdn {
@@ -14,6 +16,9 @@ fgdn_status check_current_device();
 
 // Validates the sequence description shared by the entry points.
 fgdn_status check_seqs(const fgdn_seqs& seqs);
+
+// True when p is 16-byte aligned: TMA needs it of every tensor the kernels move with TMA.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 // Map a generated launcher's return code to a status, with its message.
 fgdn_status launch_result(int rc, const char* kernel, const char* message);

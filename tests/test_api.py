@@ -90,6 +90,20 @@ def test_cpu_path_is_the_reference(dtype):
     assert rel_err(o, o64) < tol and rel_err(s, s64) < 1e-5
 
 
+@pytest.mark.parametrize("kw,needle", [
+    (dict(cp=0), "cp must be"),
+    (dict(cp="Auto"), "cp must be"),
+    (dict(cp=True), "cp must be"),
+    (dict(cp_tolerance=1.0), "cp_tolerance must be"),
+    (dict(cp_tolerance=-1e-6), "cp_tolerance must be"),
+    (dict(cp_tolerance="1e-6"), "cp_tolerance must be"),
+])
+def test_bad_cp_options_rejected_on_every_path(kw, needle):
+    # the CPU path has no CP, but a wrong option must not pass silently there either
+    with pytest.raises(ValueError, match=needle):
+        call(**base(**kw))
+
+
 def test_no_final_state_returns_none():
     o, s = call(**base(output_final_state=False))
     assert s is None and o.shape == (1, 70, 4, 8)

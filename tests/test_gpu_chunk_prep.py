@@ -73,3 +73,20 @@ def test_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32):
     assert torch.isfinite(gvec[:n_chunks]).all()
     assert rel_err(gvec[:n_chunks, :, 7, 63], stats[:n_chunks, :, 0]) < 1e-5
     assert rel_err(gvec[:n_chunks, :, 8, 0], stats[:n_chunks, :, 0].exp()) < 1e-5
+
+
+def test_chunk_prep_misaligned_k():
+    """K is read with TMA: the op realigns a misaligned view, the C API refuses the raw pointer."""
+    from flashgdn import _native
+    x = make_inputs(1, 130, 1, 2, dtype=torch.bfloat16, device="cuda")
+    k = x["k"]
+    k_odd = torch.empty(k.numel() + 1, dtype=k.dtype, device="cuda")[1:].view_as(k).copy_(k)
+    assert k_odd.data_ptr() % 16 != 0
+    L_a, stats_a, _ = ops.chunk_prep(k, x["beta"], x["g"])
+    L_b, stats_b, _ = ops.chunk_prep(k_odd, x["beta"], x["g"])
+    torch.cuda.synchronize()
+    assert torch.equal(L_a, L_b) and torch.equal(stats_a, stats_b)
+    with pytest.raises(RuntimeError, match="k must be 16-byte aligned"):
+        _native.ext().chunk_prep(0, 0, 130, 1, 130, 0, 0, 3, 1, 2, False, 1.0, 0, k_odd.data_ptr(),
+                                 x["beta"].data_ptr(), x["g"].data_ptr(), L_a.data_ptr(), stats_a.data_ptr(),
+                                 stats_a.data_ptr(), _native.stream_handle(k.device))

@@ -97,6 +97,18 @@ def test_forward_context_parallel(B, T, H, HV, lens, gates, cp):
     assert rel_err(o_cp, o_ref) <= 5e-3 and rel_err(ht_cp, ht_ref) <= 5e-3
 
 
+def test_cp_tolerance_zero_means_exact_segments():
+    # Decaying gates: with the default tolerance the split segments warm up from zero; with
+    # tolerance 0 every segment must restart at its sequence's start, i.e. compute exactly the
+    # chunks the unsplit run computes, in the same order.
+    x = make_inputs(1, 8192, 2, 8, dtype=torch.bfloat16, device="cuda", gates="decay")
+    args = (x["q"], x["k"], x["v"], x["g"], x["beta"])
+    kw = dict(initial_state=x["initial_state"], output_final_state=True)
+    o_0, ht_0 = flashgdn.chunk_gated_delta_rule(*args, **kw, cp=4, cp_tolerance=0.0)
+    o_1, ht_1 = flashgdn.chunk_gated_delta_rule(*args, **kw, cp=None)
+    torch.cuda.synchronize()
+    assert torch.equal(o_0, o_1) and torch.equal(ht_0, ht_1)
+
 
 def test_gpu_forward_refuses_silent_missing_gradients():
     x = make_inputs(1, 64, 1, 1, dtype=torch.bfloat16, device="cuda")

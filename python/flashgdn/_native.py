@@ -49,5 +49,13 @@ def require_gpu(device: torch.device) -> None:
     _checked_device(index)
 
 
+def tma_ready(x: torch.Tensor) -> torch.Tensor:
+    """Contiguous and 16-byte aligned: the kernels move q/k/v/o with TMA."""
+    x = x.contiguous()
+    if x.data_ptr() % 16:
+        x = x.clone()
+    return x
+
+
 def stream_handle(device: torch.device) -> int:
     return torch.cuda.current_stream(device).cuda_stream

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _validate
+from . import _validate, cp as cp_plan
 from .reference import chunk_gated_delta_rule_reference
 
 
@@ -33,7 +33,8 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
             an int n (cut each sequence into about n segments that run in parallel) or None (off).
         cp_tolerance: a CP segment may start from zero a few chunks early when the gates prove
             the dropped part of its incoming state is below ``cp_tolerance`` times the state's
-            norm; otherwise it starts at its sequence's first chunk (exact).
+            norm; otherwise it starts at its sequence's first chunk (exact). 0 forbids the early
+            start: every segment is exact.
 
     Returns:
         ``(o, final_state)``: o ``[B, T, HV, V]`` in v's dtype; final_state fp32 or None.
@@ -43,6 +44,7 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
     meant for checking.
     """
     p = _validate.check_inputs(q, k, v, g, beta, scale, initial_state, output_final_state, cu_seqlens)
+    cp_plan.check_options(cp, cp_tolerance)   # on the CPU path too: a bad option is never ignored
     if q.device.type == "cpu":
         return chunk_gated_delta_rule_reference(q, k, v, g, beta, scale, initial_state, output_final_state,
                                                 use_qk_l2norm_in_kernel, cu_seqlens)
@@ -54,7 +56,5 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
             "flashgdn's GPU backward is not implemented yet: call the GPU forward under torch.no_grad() "
             "(inference/prefill), or differentiate flashgdn.reference on CPU/fp64 tensors")
     from .forward import forward  # the GPU path imports nothing native until first use
-    if not (isinstance(cp_tolerance, (int, float)) and 0.0 <= cp_tolerance < 1.0):
-        raise ValueError(f"cp_tolerance must be in [0, 1), got {cp_tolerance!r}")
     return forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel,
                    cu_seqlens, p, cp=cp, cp_tolerance=cp_tolerance)

@@ -44,11 +44,24 @@ def predicted_us(chunks_per_seq, HV, seg, sms):
     return math.ceil(ctas / sms) * (longest + warm) * CHUNK_US + SEGMENT_US * ctas / sms
 
 
+def check_cp(cp) -> None:
+    if not (cp is None or cp == "auto" or (isinstance(cp, int) and not isinstance(cp, bool) and cp >= 1)):
+        raise ValueError(f'cp must be "auto", None or a positive int, got {cp!r}')
+
+
+def check_options(cp, cp_tolerance) -> None:
+    """ValueError unless cp is "auto", None or a positive int and cp_tolerance is in [0, 1)."""
+    check_cp(cp)
+    if isinstance(cp_tolerance, bool) or not isinstance(cp_tolerance, (int, float)) or not 0.0 <= cp_tolerance < 1.0:
+        raise ValueError(f"cp_tolerance must be a number in [0, 1), got {cp_tolerance!r}")
+
+
 def plan(chunks_per_seq: list[int], HV: int, cp, sms: int) -> int:
     """Chunks per segment for fgdn_forward (0 = no split).
 
     cp: None or 1 -> off; an int n -> each sequence in about n segments; "auto" -> the cost model.
     """
+    check_cp(cp)
     longest = max(chunks_per_seq, default=0)
     if cp is None or longest <= 1:
         return 0
@@ -64,6 +77,4 @@ def plan(chunks_per_seq: list[int], HV: int, cp, sms: int) -> int:
             if t < best_t * 0.97:      # split only for a clear predicted gain
                 best, best_t = seg, t
         return best
-    if isinstance(cp, bool) or not isinstance(cp, int) or cp < 1:
-        raise ValueError(f'cp must be "auto", None or a positive int, got {cp!r}')
     return 0 if cp == 1 else max(1, math.ceil(longest / cp))

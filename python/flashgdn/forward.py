@@ -8,19 +8,11 @@ from . import _native, cp as cp_plan
 from ._validate import Problem
 
 
-def _tma_ready(x: torch.Tensor) -> torch.Tensor:
-    """Contiguous and 16-byte aligned (the kernels move q/k/v/o with TMA)."""
-    x = x.contiguous()
-    if x.data_ptr() % 16:
-        x = x.clone()
-    return x
-
-
 def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
             p: Problem, cp="auto", cp_tolerance: float = 1e-6):
     _native.require_gpu(q.device)
     device = q.device
-    q, k, v = _tma_ready(q), _tma_ready(k), _tma_ready(v)
+    q, k, v = _native.tma_ready(q), _native.tma_ready(k), _native.tma_ready(v)
     g = g.to(torch.float32).contiguous()
     if beta.dtype not in (q.dtype, torch.float32):
         beta = beta.to(torch.float32)

@@ -1,7 +1,7 @@
-"""Low-level GPU ops: one function per kernel stage, on FLA-shaped tensors.
+"""Low-level GPU ops: single kernel stages on FLA-shaped tensors, for tests and experiments.
 
-These are the building blocks the public API composes; tests use them to check each stage
-against :mod:`flashgdn.reference`.
+The public forward does not go through here: it makes one ``fgdn_forward`` call, which runs
+the stages itself. Tests use these to check each stage against :mod:`flashgdn.reference`.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     B, T, H, K = k.shape
     HV = beta.shape[2]
     lay = seq_layout(B, T, cu_seqlens, k.device)
-    k = k.contiguous()
+    k = _native.tma_ready(k)
     beta = beta.contiguous()
     g = g.contiguous()
     if use_qk_l2norm and q is None:
         raise ValueError("q is needed with use_qk_l2norm")
+    if q is not None:
+        q = q.contiguous()
     if scale is None:
         scale = K ** -0.5
     nc = max(lay.num_chunks, 1)
@@ -57,6 +59,6 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
         _native.ext().chunk_prep(
             _native.dtype_code(k.dtype), _native.dtype_code(beta.dtype), lay.total_tokens, lay.num_seqs,
             lay.seq_len, cu, co, lay.num_chunks, H, HV, bool(use_qk_l2norm), float(scale),
-            q.contiguous().data_ptr() if q is not None else 0, k.data_ptr(), beta.data_ptr(),
+            q.data_ptr() if q is not None else 0, k.data_ptr(), beta.data_ptr(),
             g.data_ptr(), L.data_ptr(), stats.data_ptr(), gvec.data_ptr(), _native.stream_handle(k.device))
     return L, stats, gvec

@@ -84,7 +84,8 @@ typedef struct fgdn_seqs {
  * [num_chunks, num_v_heads, 9, 64] fp32, the per-token gate/normalisation factors the fused
  * forward applies (layout: kernels_tl/common.py GV_*; the forward's input, not a stable API).
  * Chunks are numbered sequence by sequence. `q` is read only with use_qk_l2norm (may be NULL
- * otherwise); `scale` is the attention scale folded into the factors.
+ * otherwise); `scale` is the attention scale folded into the factors. `k` must be 16-byte
+ * aligned (read with TMA).
  */
 typedef struct fgdn_chunk_prep_args {
   fgdn_dtype dtype;       /* of k and L */
@@ -133,8 +134,9 @@ typedef struct fgdn_forward_args {
   float* final_state;           /* [N, HV, 128, 128] or NULL (not written) */
   int cp_segment_chunks;        /* intra-card context parallelism: chunks per segment (0: off) */
   float cp_tolerance;           /* CP warm-up bound: the dropped part of a segment's incoming state
-                                   is <= cp_tolerance * |state| (0: 1e-6); segments that cannot
-                                   meet it start at their sequence's first chunk instead (exact) */
+                                   is <= cp_tolerance * |state|; segments that cannot meet it start
+                                   at their sequence's first chunk instead (exact). 0: no warm-up,
+                                   every segment exact. Usual value 1e-6 */
 } fgdn_forward_args;
 
 FGDN_API size_t fgdn_forward_workspace_size(const fgdn_forward_args* args);

@@ -86,7 +86,7 @@ def test_chunk_prep_misaligned_k():
     L_b, stats_b, _ = ops.chunk_prep(k_odd, x["beta"], x["g"])
     torch.cuda.synchronize()
     assert torch.equal(L_a, L_b) and torch.equal(stats_a, stats_b)
-    with pytest.raises(RuntimeError, match="k must be 16-byte aligned"):
+    with pytest.raises(ValueError, match="k must be 16-byte aligned"):
         _native.ext().chunk_prep(0, 0, 130, 1, 130, 0, 0, 3, 1, 2, False, 1.0, 0, k_odd.data_ptr(),
                                  x["beta"].data_ptr(), x["g"].data_ptr(), L_a.data_ptr(), stats_a.data_ptr(),
                                  stats_a.data_ptr(), _native.stream_handle(k.device))

@@ -39,7 +39,9 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
     Returns:
         ``(o, final_state)``: o ``[B, T, HV, V]`` in v's dtype; final_state fp32 or None.
 
-    CUDA tensors run the AOT-compiled Hopper kernels (bf16/fp16, K = V = 128, sm_90).
+    CUDA tensors run the AOT-compiled Hopper kernels (bf16/fp16, K = V = 128, sm_90), and are
+    differentiable: gradients for q, k, v, g, beta and initial_state (given do and, with
+    output_final_state, d final_state) come from flashgdn's backward, which saves only the inputs.
     CPU tensors run :func:`flashgdn.reference.chunked` (fp32, or fp64 for fp64 inputs): slow,
     meant for checking.
     """
@@ -49,12 +51,14 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
         return chunk_gated_delta_rule_reference(q, k, v, g, beta, scale, initial_state, output_final_state,
                                                 use_qk_l2norm_in_kernel, cu_seqlens)
     _validate.check_gpu_inputs(q, g, beta, p)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (q, k, v, g, beta, initial_state)):
-        # Returning outputs without a graph would make gradients silently vanish.
-        raise NotImplementedError(
-            "flashgdn's GPU backward is not implemented yet: call the GPU forward under torch.no_grad() "
-            "(inference/prefill), or differentiate flashgdn.reference on CPU/fp64 tensors")
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                                 for t in (q, k, v, g, beta, initial_state))
+    if needs_grad:
+        # Training path: same forward kernels, plus a graph node for flashgdn's backward.
+        from .autograd import ChunkGatedDeltaRule
+        out = ChunkGatedDeltaRule.apply(q, k, v, g, beta, initial_state, scale, output_final_state,
+                                        bool(use_qk_l2norm_in_kernel), cu_seqlens, p, cp, cp_tolerance)
+        return (out[0], out[1]) if output_final_state else (out, None)
     from .forward import forward  # the GPU path imports nothing native until first use
     return forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel,
                    cu_seqlens, p, cp=cp, cp_tolerance=cp_tolerance)

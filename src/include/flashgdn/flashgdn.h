@@ -143,6 +143,64 @@ FGDN_API size_t fgdn_forward_workspace_size(const fgdn_forward_args* args);
 FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace, size_t workspace_bytes,
                                   cudaStream_t stream);
 
+/*
+ * Backward stages (v1 of the backward: the two sequential passes run here; the per-chunk
+ * gradients run in PyTorch in the Python package, flashgdn/backward.py). Inputs as for the
+ * forward, `beta` in fp32, and `L` / `gate_vectors` from fgdn_chunk_prep on the same k, beta, g
+ * (and use_qk_l2norm). With the L2 norm, q and k stay raw and `q_norm_factor` / `k_norm_factor`
+ * [total_tokens, num_qk_heads] fp32 hold 1/sqrt(|x|^2 + 1e-6) per row (NULL: no norm).
+ * Chunks are numbered sequence by sequence; `seqs.num_chunks` rows are written at most and
+ * varlen needs `seqs.chunk_offsets` (as for fgdn_chunk_prep).
+ *
+ * fgdn_backward_states: the state at the start of every chunk, transposed (S^T, V x K), into
+ * `chunk_states_t` [num_chunks, HV, 128, 128] fp32, and v_new = u - w S of every token into
+ * `v_new` [total_tokens, HV, 128] fp32.
+ *
+ * fgdn_backward_dstates: the reverse pass. Given do [total_tokens, HV, 128] and d(final state)
+ * (NULL: zero), writes the gradient of the state at the end of every chunk, transposed, into
+ * `chunk_dstates_t` [num_chunks, HV, 128, 128] fp32, dv_new of every token into `dv_new` (fp32)
+ * and, when `d_initial_state` is non-NULL, the gradient of the initial state [N, HV, 128, 128]
+ * fp32 (sequences with no tokens pass d(final state) through).
+ */
+typedef struct fgdn_backward_states_args {
+  fgdn_dtype dtype;             /* k, v, L: FGDN_BF16 or FGDN_FP16 */
+  fgdn_seqs seqs;
+  int num_qk_heads;
+  int num_v_heads;
+  const void* k;
+  const void* v;
+  const void* L;
+  const float* beta;
+  const float* k_norm_factor;   /* or NULL (k used as is) */
+  const float* gate_vectors;
+  const float* initial_state;   /* or NULL (zero) */
+  void* chunk_states_t;
+  void* v_new;
+} fgdn_backward_states_args;
+
+typedef struct fgdn_backward_dstates_args {
+  fgdn_dtype dtype;             /* q, k, d_out, L */
+  fgdn_seqs seqs;
+  int num_qk_heads;
+  int num_v_heads;
+  float scale;
+  const void* q;
+  const void* k;
+  const void* d_out;
+  const void* L;
+  const float* beta;
+  const float* q_norm_factor;   /* both or neither: NULL uses q, k as they are */
+  const float* k_norm_factor;
+  const float* gate_vectors;
+  const float* d_final_state;   /* or NULL (zero) */
+  void* chunk_dstates_t;
+  void* dv_new;
+  float* d_initial_state;       /* or NULL (not written) */
+} fgdn_backward_dstates_args;
+
+FGDN_API fgdn_status fgdn_backward_states(const fgdn_backward_states_args* args, cudaStream_t stream);
+FGDN_API fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* args, cudaStream_t stream);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

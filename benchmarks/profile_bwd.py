@@ -1,0 +1,61 @@
+"""Where the GPU backward's time goes, stage by stage (flashgdn only; medians of do_bench, ms).
+
+  python benchmarks/profile_bwd.py            # the four acceptance configs
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+import flashgdn
+from flashgdn import backward as BW
+from flashgdn._layout import seq_layout
+from flashgdn.reference_bwd import chunk_index, chunk_local_grads
+from flashgdn.testing import make_inputs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_fwd import bench, config_sets, label  # noqa: E402
+
+
+def main():
+    print(f"# {torch.cuda.get_device_name()}: flashgdn backward stages, medians (ms)")
+    for B, T, H, HV, lens in config_sets()["acceptance"]:
+        x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", seed=0)
+        q, k, v, g, beta, h0 = (x[n] for n in ("q", "k", "v", "g", "beta", "initial_state"))
+        Ttot = B * T
+        f = lambda t: t.reshape((Ttot,) + tuple(t.shape[2:])).contiguous()  # noqa: E731
+        qf, kf, vf, gf = f(q), f(k), f(v), f(g)
+        bf = f(beta).float().contiguous()
+        do = torch.randn_like(vf)
+        dht = torch.randn(B, HV, 128, 128, device="cuda")
+        lay = seq_layout(B, T, None, q.device)
+        fwd = lambda: flashgdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,  # noqa: E731
+                                                      output_final_state=True)
+        seq = lambda: BW.sequential_stages(qf, kf, vf, gf, bf, do, 128 ** -0.5, h0, dht, None, True,  # noqa: E731
+                                           lay, H, HV)
+        st = seq()
+        idx = chunk_index(B, T, None, q.device)
+        outs = [torch.zeros(Ttot, HV, 128, device="cuda"), torch.zeros(Ttot, HV, 128, device="cuda"),
+                torch.zeros(Ttot, HV, 128, device="cuda"), torch.zeros(Ttot, HV, device="cuda"),
+                torch.zeros(Ttot, HV, device="cuda")]
+        hs, dhs = st["hsT"].transpose(-1, -2), st["dhsT"].transpose(-1, -2)
+        step = max(1, BW.LOCAL_BATCH_CHUNK_HEADS // HV)
+
+        def local():
+            for j0 in range(0, idx.num_chunks, step):
+                sl = slice(j0, min(j0 + step, idx.num_chunks))
+                chunk_local_grads(qf, kf, vf, gf, bf, do, hs[sl], dhs[sl], st["v_new"], st["dv_new"],
+                                  idx.slice(sl), 128 ** -0.5, dtype=torch.float32, out=outs)
+        with torch.no_grad():
+            t_fwd, t_seq, t_loc = bench(fwd), bench(seq), bench(local)
+        print(f"{label(B, T, H, HV, None):<22} forward {t_fwd:.3f}  chunk_prep+bwd_states+bwd_dstates {t_seq:.3f}  "
+              f"local grads (torch) {t_loc:.3f}", flush=True)
+        del x, st, outs, hs, dhs
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""bwd_dstates: the backward's reverse pass over chunks - the gradient of the state at the end
+of every chunk, dv_new of every token and dh0 (reference: flashgdn.reference_bwd.chunk_dstates).
+
+One CTA per (sequence, V half, value head): grid (2 * N, HV), 128 threads = one warpgroup,
+synchronous (v1 of the backward, correctness first). The state gradient is held transposed,
+dS^T [64 V cols x 128 K] fp32, in registers; it starts at d(final state) (or zero).
+Per chunk c, last to first (rows past the sequence end read as zero):
+
+  dS^T -> dhsT[chunk, hv, V half, :] (fp32)                         store from registers
+  Q, K [64,128] (raw), dO half [64,64], L, gc, beta, rq, rk -> smem
+  (rq, rk: the L2-norm row factors, else 1 - applied as factors, as in the forward)
+  Aw = (G * L) diag(beta exp(gc) rk) per element;  -w = -(Aw K)       wgmma m64n128k64
+  QK = Q K^T;  P = scale diag(rq) (G * QK) diag(rk) (lower incl. diag) wgmma m64n64k128
+  Kd = diag(exp(gc_last - gc) rk) K,  EQ = scale diag(exp(gc) rq) Q   in place in smem
+  dv_new^T = dO^T P + dS^T Kd^T                                       wgmma m64n64k64, m64n64k128
+  dv_new -> dvnew[token, hv, V half] (fp32, valid rows)
+  dS^T = exp(gc_last) dS^T + dO^T EQ + dv_new^T (-w)                  wgmma m64n128k64 x 2
+After the first chunk: dS^T -> dh0 (fp32).
+"""
+
+import tilelang
+import tilelang.language as T
+
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, variant_symbol
+
+NAME = "bwd_dstates"
+PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
+DTYPES = ("bfloat16", "float16")
+
+
+def build(dtype: str):
+    Ttot = T.dynamic("Ttot")
+    H = T.dynamic("H")
+    HV = T.dynamic("HV")
+    NS1 = T.dynamic("NS1")
+    NST = T.dynamic("NST")     # rows of dht / dh0
+    NCG = T.dynamic("NCG")     # chunk rows of gvec / dhsT
+    NRT = T.dynamic("NRT")     # rows of rq / rk (Ttot with the L2 norm, else 1)
+    C = CHUNK
+    D = HEAD_DIM
+    DV = HEAD_DIM // 2
+    acc = "float32"
+
+    @T.prim_func
+    def bwd_dstates(
+        q: T.Tensor((Ttot, H, D), dtype),
+        k: T.Tensor((Ttot, H, D), dtype),
+        dout: T.Tensor((Ttot, HV, D), dtype),
+        L: T.Tensor((Ttot, HV, C), dtype),
+        beta: T.Tensor((Ttot, HV), "float32"),
+        rq: T.Tensor((NRT, H), "float32"),
+        rk: T.Tensor((NRT, H), "float32"),
+        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
+        dht: T.Tensor((NST, HV, D, D), "float32"),
+        cu_seqlens: T.Tensor((NS1,), "int32"),
+        chunk_offsets: T.Tensor((NS1,), "int32"),
+        dhsT: T.Tensor((NCG, HV, D, D), "float32"),
+        dvnew: T.Tensor((Ttot, HV, D), "float32"),
+        dh0: T.Tensor((NST, HV, D, D), "float32"),
+        seq_len: T.int32,
+        num_seqs: T.int32,
+        has_dht: T.int32,
+        store_dh0: T.int32,
+        has_norm: T.int32,
+        scale: T.float32,
+    ):
+        with T.Kernel(2 * num_seqs, HV, threads=128) as (bx, hv):
+            n = bx // 2
+            c0 = (bx % 2) * DV
+            hk = hv // (HV // H)
+            bos = T.if_then_else(seq_len > 0, n * seq_len, cu_seqlens[n])
+            eos = T.if_then_else(seq_len > 0, n * seq_len + seq_len, cu_seqlens[n + 1])
+            nct = T.ceildiv(eos - bos, C)
+            chunk_base = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[n])
+
+            q_s = T.alloc_shared((C, D), dtype)
+            k_s = T.alloc_shared((C, D), dtype)
+            do_s = T.alloc_shared((C, DV), dtype)
+            aw_s = T.alloc_shared((C, C), dtype)
+            p_s = T.alloc_shared((C, C), dtype)
+            w_s = T.alloc_shared((C, D), dtype)
+            ds_s = T.alloc_shared((DV, D), dtype)
+            dvn_s = T.alloc_shared((DV, C), dtype)
+            gc_s = T.alloc_shared((C,), acc)
+            b_s = T.alloc_shared((C,), acc)
+            rq_s = T.alloc_shared((C,), acc)
+            rk_s = T.alloc_shared((C,), acc)
+            dst = T.alloc_fragment((DV, D), acc)
+            w_f = T.alloc_fragment((C, D), acc)
+            qk_f = T.alloc_fragment((C, C), acc)
+            dvt_f = T.alloc_fragment((DV, C), acc)
+
+            for i, j in T.Parallel(DV, D):
+                dst[i, j] = T.if_then_else(has_dht > 0, dht[T.min(n, NST - 1), hv, j, c0 + i], 0.0)
+
+            for cr in T.serial(nct):
+                c = nct - 1 - cr
+                t0 = bos + c * C
+                nvalid = T.min(C, eos - t0)
+                chunk = chunk_base + c
+                for i, j in T.Parallel(DV, D):
+                    dhsT[chunk, hv, c0 + i, j] = dst[i, j]
+                    ds_s[i, j] = T.cast(dst[i, j], dtype)
+                for i, j in T.Parallel(C, D):
+                    q_s[i, j] = T.if_then_else(i < nvalid, q[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
+                    k_s[i, j] = T.if_then_else(i < nvalid, k[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
+                for i, j in T.Parallel(C, DV):
+                    do_s[i, j] = T.if_then_else(i < nvalid, dout[T.min(t0 + i, Ttot - 1), hv, c0 + j], T.cast(0, dtype))
+                for i in T.Parallel(C):
+                    gc_s[i] = gvec[chunk, hv, GV_GC, i]
+                    b_s[i] = T.if_then_else(i < nvalid, beta[T.min(t0 + i, Ttot - 1), hv], 0.0)
+                    rq_s[i] = T.if_then_else(has_norm > 0, rq[T.min(t0 + i, NRT - 1), hk], 1.0)
+                    rk_s[i] = T.if_then_else(has_norm > 0, rk[T.min(t0 + i, NRT - 1), hk], 1.0)
+                T.sync_threads()
+                for i, j in T.Parallel(C, C):
+                    aw = T.if_then_else(
+                        i < nvalid and j <= i,
+                        T.cast(L[T.min(t0 + i, Ttot - 1), hv, j], acc)
+                        * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j] * T.exp(gc_s[j]) * rk_s[j],
+                        0.0)
+                    aw_s[i, j] = T.cast(aw, dtype)
+                T.sync_threads()
+                T.gemm(aw_s, k_s, w_f, clear_accum=True)
+                T.gemm(q_s, k_s, qk_f, transpose_B=True, clear_accum=True)
+                for i, j in T.Parallel(C, D):
+                    w_s[i, j] = T.cast(-w_f[i, j], dtype)
+                for i, j in T.Parallel(C, C):
+                    p_s[i, j] = T.cast(
+                        T.if_then_else(j <= i, qk_f[i, j] * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0))
+                                       * (scale * rq_s[i] * rk_s[j]), 0.0),
+                        dtype)
+                T.sync_threads()
+                for i, j in T.Parallel(C, D):
+                    k_s[i, j] = T.cast(T.cast(k_s[i, j], acc) * (T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i]), dtype)
+                    q_s[i, j] = T.cast(T.cast(q_s[i, j], acc) * (T.exp(gc_s[i]) * scale * rq_s[i]), dtype)
+                T.sync_threads()
+                T.gemm(do_s, p_s, dvt_f, transpose_A=True, clear_accum=True)
+                T.gemm(ds_s, k_s, dvt_f, transpose_B=True)
+                for i, j in T.Parallel(DV, C):
+                    dvn_s[i, j] = T.cast(dvt_f[i, j], dtype)
+                    if j < nvalid:
+                        dvnew[t0 + j, hv, c0 + i] = dvt_f[i, j]
+                T.sync_threads()
+                for i, j in T.Parallel(DV, D):
+                    dst[i, j] = dst[i, j] * T.exp(gc_s[C - 1])
+                T.gemm(do_s, q_s, dst, transpose_A=True)
+                T.gemm(dvn_s, w_s, dst)
+                T.sync_threads()
+
+            if store_dh0 > 0:
+                for i, j in T.Parallel(DV, D):
+                    dh0[T.min(n, NST - 1), hv, j, c0 + i] = dst[i, j]
+
+    return bwd_dstates
+
+
+def variants():
+    return [(variant_symbol(NAME, dt, "float32"), dict(dtype=dt)) for dt in DTYPES]

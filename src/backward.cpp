@@ -41,7 +41,6 @@ fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
                "num_chunks (%d) is smaller than the number of chunks", s.num_chunks);
   FGDN_REQUIRE(H >= 1 && HV >= 1 && HV % H == 0, "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)",
                HV, H);
-  FGDN_REQUIRE(s.num_seqs <= 32767, "num_seqs (%d) too large for the backward grid (2 * N CTAs on x)", s.num_seqs);
   return check_current_device();
 }
 

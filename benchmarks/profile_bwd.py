@@ -13,7 +13,7 @@ import torch
 import flashgdn
 from flashgdn import backward as BW
 from flashgdn._layout import seq_layout
-from flashgdn.reference_bwd import chunk_index, chunk_local_grads
+from flashgdn.reference_bwd import chunk_index
 from flashgdn.testing import make_inputs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,22 +38,12 @@ def main():
                                            lay, H, HV)
         st = seq()
         idx = chunk_index(B, T, None, q.device)
-        outs = [torch.zeros(Ttot, HV, 128, device="cuda"), torch.zeros(Ttot, HV, 128, device="cuda"),
-                torch.zeros(Ttot, HV, 128, device="cuda"), torch.zeros(Ttot, HV, device="cuda"),
-                torch.zeros(Ttot, HV, device="cuda")]
-        hs, dhs = st["hsT"].transpose(-1, -2), st["dhsT"].transpose(-1, -2)
-        step = max(1, BW.LOCAL_BATCH_CHUNK_HEADS // HV)
-
-        def local():
-            for j0 in range(0, idx.num_chunks, step):
-                sl = slice(j0, min(j0 + step, idx.num_chunks))
-                chunk_local_grads(qf, kf, vf, gf, bf, do, hs[sl], dhs[sl], st["v_new"], st["dv_new"],
-                                  idx.slice(sl), 128 ** -0.5, dtype=torch.float32, out=outs)
+        local = lambda: BW.local_stage(qf, kf, vf, gf, bf, do, st, idx, 128 ** -0.5)  # noqa: E731
         with torch.no_grad():
             t_fwd, t_seq, t_loc = bench(fwd), bench(seq), bench(local)
         print(f"{label(B, T, H, HV, None):<22} forward {t_fwd:.3f}  chunk_prep+bwd_states+bwd_dstates {t_seq:.3f}  "
               f"local grads (torch) {t_loc:.3f}", flush=True)
-        del x, st, outs, hs, dhs
+        del x, st
         torch.cuda.empty_cache()
 
 

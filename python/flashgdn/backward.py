@@ -52,31 +52,14 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     bf = flat(beta).to(torch.float32).contiguous()
     h0 = initial_state.to(torch.float32).contiguous() if initial_state is not None else None
     dht32 = dht.to(torch.float32).contiguous() if dht is not None else None
-    # equal-length batches are B sequences of T tokens: say so with cu_seqlens = None and seq_len = T
-    if cu_seqlens is None:
-        lay = seq_layout(B, T, None, device)
-    else:
-        lay = seq_layout(1, Ttot, cu_seqlens, device)
+    lay = seq_layout(B, T, cu_seqlens, device)
     st = sequential_stages(qf, kf, vf, gf, bf, dof.to(q.dtype), scale, h0, dht32, cu_seqlens, bool(want[5]), lay,
                            H, HV, rq, rk)
     # the local stage gets the normalised rows in fp32: a small q.k must not be lost to bf16
     qn = qf.float() * rq[..., None] if use_qk_l2norm else qf
     kn = kf.float() * rk[..., None] if use_qk_l2norm else kf
 
-    idx = chunk_index(B, T, cu_seqlens, device)
-    outs = [torch.zeros(Ttot, HV, K, dtype=torch.float32, device=device),
-            torch.zeros(Ttot, HV, K, dtype=torch.float32, device=device),
-            torch.zeros(Ttot, HV, v.shape[3], dtype=torch.float32, device=device),
-            torch.zeros(Ttot, HV, dtype=torch.float32, device=device),
-            torch.zeros(Ttot, HV, dtype=torch.float32, device=device)]
-    hs = st["hsT"].transpose(-1, -2)
-    dhs = st["dhsT"].transpose(-1, -2)
-    step = max(1, LOCAL_BATCH_CHUNK_HEADS // HV)
-    for j0 in range(0, idx.num_chunks, step):
-        sl = slice(j0, min(j0 + step, idx.num_chunks))
-        chunk_local_grads(qn, kn, vf, gf, bf, dof, hs[sl], dhs[sl], st["v_new"], st["dv_new"], idx.slice(sl),
-                          scale, dtype=torch.float32, out=outs)
-    dq, dk, dv, dg, db = outs
+    dq, dk, dv, dg, db = local_stage(qn, kn, vf, gf, bf, dof, st, chunk_index(B, T, cu_seqlens, device), scale)
     dq = dq.view(Ttot, H, HV // H, K).sum(2)
     dk = dk.view(Ttot, H, HV // H, K).sum(2)
     if use_qk_l2norm:
@@ -87,11 +70,30 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     return tuple(r if w else None for r, w in zip(res, want))
 
 
+def local_stage(qn, kn, vf, gf, bf, dof, st, idx, scale):
+    """The per-chunk gradients (PyTorch, fp32) over batches of chunks, from sequential_stages'
+    outputs ``st``. Returns dq, dk ``[Ttot, HV, K]`` (per value head), dv, dg, dbeta."""
+    Ttot, HV, V = vf.shape
+    K = qn.shape[-1]
+    dev = vf.device
+    # one scratch row at the end of each output takes the chunks' padding rows
+    outs = [torch.empty(Ttot + 1, HV, K, device=dev), torch.empty(Ttot + 1, HV, K, device=dev),
+            torch.empty(Ttot + 1, HV, V, device=dev), torch.empty(Ttot + 1, HV, device=dev),
+            torch.empty(Ttot + 1, HV, device=dev)]
+    hs, dhs = st["hsT"].transpose(-1, -2), st["dhsT"].transpose(-1, -2)
+    step = max(1, LOCAL_BATCH_CHUNK_HEADS // HV)
+    for j0 in range(0, idx.num_chunks, step):
+        sl = slice(j0, min(j0 + step, idx.num_chunks))
+        chunk_local_grads(qn, kn, vf, gf, bf, dof, hs[sl], dhs[sl], st["v_new"], st["dv_new"], idx.slice(sl),
+                          scale, dtype=torch.float32, out=outs)
+    return tuple(x[:Ttot] for x in outs)
+
+
 def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_dh0, lay, H, HV, rq=None, rk=None):
     """chunk_prep, bwd_states and bwd_dstates on token-packed tensors and the layout ``lay``
     (``_layout.seq_layout(B, T, cu_seqlens)``).
 
-    qf, kf ``[Ttot, H, 128]`` (normalised), vf, dof ``[Ttot, HV, 128]``, gf, bf ``[Ttot, HV]`` fp32,
+    qf, kf ``[Ttot, H, 128]`` (raw; normalised by rq, rk when given), vf, dof ``[Ttot, HV, 128]``, gf, bf ``[Ttot, HV]`` fp32,
     h0 / dht ``[N, HV, 128, 128]`` fp32 or None; rq, rk ``[Ttot, H]`` fp32 L2-norm row factors
     (both or neither; q, k raw then). Returns a dict: ``hsT``, ``dhsT``
     ``[NC, HV, V, K]`` (state at each chunk's start / state gradient at its end, transposed),
@@ -102,7 +104,7 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     B = lay.num_seqs if lay.seq_len > 0 else 1
     T = Ttot // B
     L, _, gvec = ops.chunk_prep(kf.view(B, T, H, -1), bf.view(B, T, HV), gf.view(B, T, HV), cu_seqlens=cu_seqlens,
-                                use_qk_l2norm=rk is not None, q=qf.view(B, T, H, -1))
+                                use_qk_l2norm=rk is not None, q=qf.view(B, T, H, -1), layout=lay)
     L = L.view(Ttot, HV, 64)
     nc = gvec.shape[0]
     dt = _native.dtype_code(qf.dtype)

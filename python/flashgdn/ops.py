@@ -14,7 +14,7 @@ from ._layout import seq_layout
 
 def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
                use_qk_l2norm: bool = False, q: torch.Tensor | None = None, scale: float | None = None,
-               out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+               out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None, layout=None):
     """Gate-free WY inverse of every 64-token chunk.
 
     Args: k ``[B,T,H,128]`` (bf16/fp16), beta ``[B,T,HV]`` (k's dtype or fp32),
@@ -26,12 +26,13 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     max of beta_t |k_t|^2) with chunks numbered sequence by sequence (rows past the number
     of real chunks are unspecified); gate vectors ``[num_chunks, HV, 9, 64]`` fp32 (the fused
     forward's per-token factors, rows as in kernels_tl/common.py GV_*; q is needed with
-    ``use_qk_l2norm``). ``out`` supplies the three buffers (tests poison them).
+    ``use_qk_l2norm``). ``out`` supplies the three buffers (tests poison them); ``layout`` a
+    ``_layout.seq_layout`` of the same (B, T, cu_seqlens) already built by the caller.
     """
     _native.require_gpu(k.device)
     B, T, H, K = k.shape
     HV = beta.shape[2]
-    lay = seq_layout(B, T, cu_seqlens, k.device)
+    lay = layout if layout is not None else seq_layout(B, T, cu_seqlens, k.device)
     k = _native.tma_ready(k)
     beta = beta.contiguous()
     g = g.contiguous()

@@ -105,6 +105,25 @@ def _scatter_outputs(parts, B, T, v):
     return o.index_put((idx_b.to(o.device), idx_t.to(o.device)), vals)
 
 
+def wy_factors(kc: torch.Tensor, bc: torch.Tensor, gc: torch.Tensor) -> dict:
+    """The chunk's WY factors, batched over any leading dims: kc ``[..., 64, K]``, bc, gc ``[..., 64]``
+    (rows past the sequence zero in kc and bc; gc the chunk-local cumsum of g).
+
+    Returns ``KK = K K^T``, ``L = (I + StrictLower(diag(beta) KK))^-1`` (gate-free),
+    ``G = [exp(gc_t - gc_s)]_{s<=t}``, ``M = G * L``, ``Au = M diag(beta)``, ``E = exp(gc)``.
+    """
+    C = kc.shape[-2]
+    eye = torch.eye(C, dtype=kc.dtype, device=kc.device)
+    KK = kc @ kc.transpose(-1, -2)
+    A = torch.tril(bc[..., :, None] * KK, diagonal=-1)
+    L = torch.linalg.solve_triangular(eye + A, eye.expand_as(A).contiguous(), upper=False, unitriangular=True)
+    lower = torch.ones(C, C, dtype=torch.bool, device=kc.device).tril()
+    diff = gc[..., :, None] - gc[..., None, :]
+    G = torch.where(lower, diff, torch.full((), float("-inf"), dtype=diff.dtype, device=diff.device)).exp()
+    M = G * L
+    return dict(KK=KK, L=L, G=G, M=M, Au=M * bc[..., None, :], E=gc.exp())
+
+
 def chunk_intermediates(k, v, g, beta, start, end, b, chunk_index):
     """Intermediate quantities of one chunk (already GVA-expanded, normalised inputs).
 
@@ -132,13 +151,10 @@ def chunk_intermediates(k, v, g, beta, start, end, b, chunk_index):
     gcn = pad(g[b, lo:hi], 1).transpose(0, 1)         # [HV,64] (padding rows: g = 0)
     bc = pad(beta[b, lo:hi], 1).transpose(0, 1)       # [HV,64] (padding rows: beta = 0)
     gc = gcn.cumsum(-1)
-    eye = torch.eye(CHUNK, dtype=k.dtype, device=k.device)
-    A = torch.tril(bc[:, :, None] * (kc @ kc.transpose(1, 2)), diagonal=-1)
-    L = torch.linalg.solve_triangular(eye + A, eye.expand_as(A), upper=False, unitriangular=True)
-    G = torch.tril(torch.exp(torch.tril(gc[:, :, None] - gc[:, None, :])))
-    Au = (G * L) * bc[:, None, :]
+    f = wy_factors(kc, bc, gc)
+    L, G, Au = f["L"], f["G"], f["Au"]
     u = Au @ vc
-    w = (Au * gc.exp()[:, None, :]) @ kc
+    w = Au @ (f["E"][..., None] * kc)
     valid = torch.arange(CHUNK, device=k.device) < n
     return dict(gc=gc, L=L, G=G, Au=Au, u=u, w=w, kc=kc, vc=vc, valid=valid, n=n, lo=lo)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .reference import CHUNK
+from .reference import CHUNK, wy_factors
 
 
 @dataclass(frozen=True)
@@ -96,25 +96,6 @@ def scatter_chunks(y: torch.Tensor, idx: ChunkIndex, total: int) -> torch.Tensor
     return out
 
 
-def _gate_cumsum(g_c: torch.Tensor) -> torch.Tensor:
-    return g_c.cumsum(-1)
-
-
-def _chunk_wy(kc, bc, gc):
-    """Per chunk: L (gate-free inverse), G (gate ratios), M = G*L, Au = M diag(beta), E = exp(gc)."""
-    C = kc.shape[-2]
-    eye = torch.eye(C, dtype=kc.dtype, device=kc.device)
-    KK = kc @ kc.transpose(-1, -2)
-    A = torch.tril(bc[..., :, None] * KK, diagonal=-1)
-    L = torch.linalg.solve_triangular(eye + A, eye.expand_as(A).contiguous(), upper=False, unitriangular=True)
-    lower = torch.ones(C, C, dtype=torch.bool, device=kc.device).tril()
-    diff = gc[..., :, None] - gc[..., None, :]
-    G = torch.where(lower, diff, torch.full((), float("-inf"), dtype=diff.dtype, device=diff.device)).exp()
-    M = G * L
-    Au = M * bc[..., None, :]
-    return KK, L, G, M, Au, gc.exp()
-
-
 def _heads(H: int, HV: int, device) -> torch.Tensor:
     return torch.arange(HV, device=device) // (HV // H)
 
@@ -126,9 +107,10 @@ def chunk_states(k, v, g, beta, idx: ChunkIndex, h0=None, dtype=torch.float64):
     heads = _heads(H, HV, k.device)
     kc = gather_chunks(k.to(dtype), idx, heads)
     vc = gather_chunks(v.to(dtype), idx)
-    gc = _gate_cumsum(gather_chunks(g.to(dtype), idx))
+    gc = gather_chunks(g.to(dtype), idx).cumsum(-1)
     bc = gather_chunks(beta.to(dtype), idx)
-    _, _, _, _, Au, E = _chunk_wy(kc, bc, gc)
+    f = wy_factors(kc, bc, gc)
+    Au, E = f["Au"], f["E"]
     u = Au @ vc
     w = Au @ (E[..., None] * kc)
     decay = (gc[..., -1:] - gc).exp()[..., None] * kc          # Kd
@@ -156,9 +138,10 @@ def chunk_dstates(q, k, g, beta, do, idx: ChunkIndex, scale: float, num_seqs: in
     qc = gather_chunks(q.to(dtype), idx, heads)
     kc = gather_chunks(k.to(dtype), idx, heads)
     doc = gather_chunks(do.to(dtype), idx)
-    gc = _gate_cumsum(gather_chunks(g.to(dtype), idx))
+    gc = gather_chunks(g.to(dtype), idx).cumsum(-1)
     bc = gather_chunks(beta.to(dtype), idx)
-    _, _, G, _, Au, E = _chunk_wy(kc, bc, gc)
+    f = wy_factors(kc, bc, gc)
+    G, Au, E = f["G"], f["Au"], f["E"]
     w = Au @ (E[..., None] * kc)
     P = G * (qc @ kc.transpose(-1, -2))
     decay = (gc[..., -1:] - gc).exp()[..., None] * kc
@@ -190,7 +173,8 @@ def chunk_local_grads(q, k, v, g, beta, do, hs, dhs, v_new, dv_new, idx: ChunkIn
                       dtype=torch.float64, out=None):
     """Stage 3, batched over the chunks of ``idx`` (``hs``/``dhs`` hold those chunks). Returns
     dq, dk ``[Ttot, HV, K]`` (per value head: the caller sums each GVA group), dv ``[Ttot, HV, V]``,
-    dg, dbeta ``[Ttot, HV]``; with ``out`` (those five tensors) writes the chunks' rows there."""
+    dg, dbeta ``[Ttot, HV]``; with ``out`` (those five tensors, each with one extra scratch row at
+    the end that takes the padding rows) writes the chunks' rows there without a host sync."""
     Ttot, H, K = k.shape
     HV = v.shape[1]
     heads = _heads(H, HV, k.device)
@@ -200,7 +184,7 @@ def chunk_local_grads(q, k, v, g, beta, do, hs, dhs, v_new, dv_new, idx: ChunkIn
     dO = gather_chunks(do.to(dtype), idx)
     VN = gather_chunks(v_new.to(dtype), idx)
     dVN = gather_chunks(dv_new.to(dtype), idx)
-    gc = _gate_cumsum(gather_chunks(g.to(dtype), idx))
+    gc = gather_chunks(g.to(dtype), idx).cumsum(-1)
     bc = gather_chunks(beta.to(dtype), idx)
     # chunks past the real ones (varlen bound) hold no valid row and unwritten states
     real = idx.valid[:, :1, None, None]
@@ -208,7 +192,8 @@ def chunk_local_grads(q, k, v, g, beta, do, hs, dhs, v_new, dv_new, idx: ChunkIn
     dSn = torch.where(real, dhs.to(dtype), torch.zeros((), dtype=dtype, device=hs.device))
     tr = lambda x: x.transpose(-1, -2)  # noqa: E731
 
-    KK, L, G, M, Au, E = _chunk_wy(Kc, bc, gc)
+    f = wy_factors(Kc, bc, gc)
+    KK, L, G, M, Au, E = f["KK"], f["L"], f["G"], f["M"], f["Au"], f["E"]
     QK = Q @ tr(Kc)
     # o = scale (E Q S + (G * Q K^T) v_new)
     dP = scale * (dO @ tr(VN))                                 # d(G * QK), lower incl. diagonal
@@ -249,9 +234,11 @@ def chunk_local_grads(q, k, v, g, beta, do, hs, dhs, v_new, dv_new, idx: ChunkIn
     grads = (dq, dk, dv, dg, dbeta)
     if out is None:
         return tuple(scatter_chunks(x, idx, Ttot) for x in grads)
-    rows = idx.tok[idx.valid]
+    scratch = out[0].shape[0] - 1
+    rows = torch.where(idx.valid, idx.tok, torch.full_like(idx.tok, scratch)).reshape(-1)
     for dst, x in zip(out, grads):
-        dst[rows] = x.transpose(1, 2)[idx.valid].to(dst.dtype)
+        x = x.transpose(1, 2)                                 # [NC, 64, HV, ...]
+        dst.index_put_((rows,), x.reshape((rows.numel(),) + tuple(x.shape[2:])).to(dst.dtype))
     return out
 
 

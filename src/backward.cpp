@@ -35,12 +35,8 @@ const Kernel<DStatesLaunch> kDStates[2] = {
 
 fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
   FGDN_REQUIRE(dtype == FGDN_BF16 || dtype == FGDN_FP16, "dtype must be bf16 or fp16 (got %d)", (int)dtype);
-  FGDN_TRY(check_seqs(s));
-  FGDN_REQUIRE(s.seq_len > 0 || s.chunk_offsets != nullptr, "varlen (seq_len == 0) needs chunk_offsets");
-  FGDN_REQUIRE(s.num_chunks >= (s.seq_len > 0 ? s.num_seqs * ((s.seq_len + 63) / 64) : 0),
-               "num_chunks (%d) is smaller than the number of chunks", s.num_chunks);
-  FGDN_REQUIRE(H >= 1 && HV >= 1 && HV % H == 0, "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)",
-               HV, H);
+  FGDN_TRY(check_chunked_seqs(s));
+  FGDN_TRY(check_heads(H, HV));
   return check_current_device();
 }
 

@@ -56,13 +56,8 @@ extern "C" fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* a, cudaStream
   const int variant = io_variant(a->dtype, a->beta_dtype);
   FGDN_REQUIRE(variant >= 0, "unsupported dtype pair (dtype %d, beta_dtype %d): dtype must be bf16 or fp16 "
                "and beta_dtype equal to it or fp32", (int)a->dtype, (int)a->beta_dtype);
-  FGDN_TRY(check_seqs(a->seqs));
-  FGDN_REQUIRE(a->seqs.seq_len > 0 || a->seqs.chunk_offsets != nullptr, "varlen (seq_len == 0) needs chunk_offsets");
-  FGDN_REQUIRE(a->seqs.num_chunks >= (a->seqs.seq_len > 0 ? a->seqs.num_seqs * ((a->seqs.seq_len + 63) / 64) : 0),
-               "num_chunks (%d) is smaller than the number of chunks", a->seqs.num_chunks);
-  FGDN_REQUIRE(a->num_qk_heads >= 1 && a->num_v_heads >= 1 && a->num_v_heads % a->num_qk_heads == 0,
-               "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)", a->num_v_heads,
-               a->num_qk_heads);
+  FGDN_TRY(check_chunked_seqs(a->seqs));
+  FGDN_TRY(check_heads(a->num_qk_heads, a->num_v_heads));
   FGDN_REQUIRE(a->k && a->beta && a->g && a->L && a->chunk_stats && a->gate_vectors,
                "k, beta, g, L, chunk_stats and gate_vectors must be non-NULL");
   FGDN_REQUIRE(!a->use_qk_l2norm || a->q, "q must be non-NULL with use_qk_l2norm");

@@ -80,8 +80,7 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
   FGDN_REQUIRE(*variant >= 0, "unsupported dtype pair (dtype %d, beta_dtype %d): dtype must be bf16 or fp16 and "
                "beta_dtype equal to it or fp32", (int)a->dtype, (int)a->beta_dtype);
   FGDN_TRY(check_seqs(a->seqs));
-  FGDN_REQUIRE(a->num_qk_heads >= 1 && a->num_v_heads >= 1 && a->num_v_heads % a->num_qk_heads == 0,
-               "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)", a->num_v_heads, a->num_qk_heads);
+  FGDN_TRY(check_heads(a->num_qk_heads, a->num_v_heads));
   FGDN_REQUIRE(a->num_v_heads <= 65535, "num_v_heads (%d) must be <= 65535", a->num_v_heads);
   FGDN_REQUIRE(std::isfinite(a->scale), "scale must be finite");
   FGDN_REQUIRE(a->cp_segment_chunks >= 0, "cp_segment_chunks must be >= 0 (got %d)", a->cp_segment_chunks);

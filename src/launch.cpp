@@ -33,6 +33,20 @@ fgdn_status check_seqs(const fgdn_seqs& s) {
   return FGDN_SUCCESS;
 }
 
+fgdn_status check_chunked_seqs(const fgdn_seqs& s) {
+  FGDN_TRY(check_seqs(s));
+  FGDN_REQUIRE(s.seq_len > 0 || s.chunk_offsets != nullptr, "varlen (seq_len == 0) needs chunk_offsets");
+  FGDN_REQUIRE(s.num_chunks >= (s.seq_len > 0 ? s.num_seqs * ((s.seq_len + 63) / 64) : 0),
+               "num_chunks (%d) is smaller than the number of chunks", s.num_chunks);
+  return FGDN_SUCCESS;
+}
+
+fgdn_status check_heads(int H, int HV) {
+  FGDN_REQUIRE(H >= 1 && HV >= 1 && HV % H == 0, "num_v_heads (%d) must be a positive multiple of num_qk_heads (%d)",
+               HV, H);
+  return FGDN_SUCCESS;
+}
+
 fgdn_status launch_result(int rc, const char* kernel, const char* message) {
   if (rc == 0) return ok();
   return fail(FGDN_ERROR_CUDA, "%s: %s", kernel, message ? message : "launch failed");

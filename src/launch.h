@@ -17,6 +17,13 @@ fgdn_status check_current_device();
 // Validates the sequence description shared by the entry points.
 fgdn_status check_seqs(const fgdn_seqs& seqs);
 
+// check_seqs plus what the stage entry points that index chunks need: chunk_offsets for varlen
+// and num_chunks at least the number of chunks.
+fgdn_status check_chunked_seqs(const fgdn_seqs& seqs);
+
+// num_v_heads a positive multiple of num_qk_heads (GVA).
+fgdn_status check_heads(int num_qk_heads, int num_v_heads);
+
 // True when p is 16-byte aligned: TMA needs it of every tensor the kernels move with TMA.
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 

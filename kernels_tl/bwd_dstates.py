@@ -22,6 +22,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, variant_symbol
+from common import load_rows, gated_wy_entry
 
 NAME = "bwd_dstates"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -101,11 +102,10 @@ def build(dtype: str):
                 for i, j in T.Parallel(DV, D):
                     dhsT[chunk, hv, c0 + i, j] = dst[i, j]
                     ds_s[i, j] = T.cast(dst[i, j], dtype)
-                for i, j in T.Parallel(C, D):
+                for i, j in T.Parallel(C, D):   # q and k in one loop (one shared predicate)
                     q_s[i, j] = T.if_then_else(i < nvalid, q[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
                     k_s[i, j] = T.if_then_else(i < nvalid, k[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
-                for i, j in T.Parallel(C, DV):
-                    do_s[i, j] = T.if_then_else(i < nvalid, dout[T.min(t0 + i, Ttot - 1), hv, c0 + j], T.cast(0, dtype))
+                load_rows(do_s, dout, t0, nvalid, Ttot, hv, c0)
                 for i in T.Parallel(C):
                     gc_s[i] = gvec[chunk, hv, GV_GC, i]
                     b_s[i] = T.if_then_else(i < nvalid, beta[T.min(t0 + i, Ttot - 1), hv], 0.0)
@@ -113,11 +113,7 @@ def build(dtype: str):
                     rk_s[i] = T.if_then_else(has_norm > 0, rk[T.min(t0 + i, NRT - 1), hk], 1.0)
                 T.sync_threads()
                 for i, j in T.Parallel(C, C):
-                    aw = T.if_then_else(
-                        i < nvalid and j <= i,
-                        T.cast(L[T.min(t0 + i, Ttot - 1), hv, j], acc)
-                        * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j] * T.exp(gc_s[j]) * rk_s[j],
-                        0.0)
+                    aw = gated_wy_entry(L, gc_s, b_s, t0, nvalid, Ttot, hv, i, j) * T.exp(gc_s[j]) * rk_s[j]
                     aw_s[i, j] = T.cast(aw, dtype)
                 T.sync_threads()
                 T.gemm(aw_s, k_s, w_f, clear_accum=True)

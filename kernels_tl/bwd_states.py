@@ -22,6 +22,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, variant_symbol
+from common import load_rows, gated_wy_entry
 
 NAME = "bwd_states"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -92,21 +93,15 @@ def build(dtype: str):
                 for i, j in T.Parallel(DV, D):
                     hsT[chunk, hv, c0 + i, j] = st[i, j]
                     s_s[i, j] = T.cast(st[i, j], dtype)
-                for i, j in T.Parallel(C, D):
-                    k_s[i, j] = T.if_then_else(i < nvalid, k[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
-                for i, j in T.Parallel(C, DV):
-                    v_s[i, j] = T.if_then_else(i < nvalid, v[T.min(t0 + i, Ttot - 1), hv, c0 + j], T.cast(0, dtype))
+                load_rows(k_s, k, t0, nvalid, Ttot, hk, 0)
+                load_rows(v_s, v, t0, nvalid, Ttot, hv, c0)
                 for i in T.Parallel(C):
                     gc_s[i] = gvec[chunk, hv, GV_GC, i]
                     b_s[i] = T.if_then_else(i < nvalid, beta[T.min(t0 + i, Ttot - 1), hv], 0.0)
                     rk_s[i] = T.if_then_else(has_norm > 0, rk[T.min(t0 + i, NRT - 1), hk], 1.0)
                 T.sync_threads()
                 for i, j in T.Parallel(C, C):
-                    au = T.if_then_else(
-                        i < nvalid and j <= i,
-                        T.cast(L[T.min(t0 + i, Ttot - 1), hv, j], acc)
-                        * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j],
-                        0.0)
+                    au = gated_wy_entry(L, gc_s, b_s, t0, nvalid, Ttot, hv, i, j)
                     au_s[i, j] = T.cast(au, dtype)
                     aw_s[i, j] = T.cast(au * T.exp(gc_s[j]) * rk_s[j], dtype)
                 T.sync_threads()

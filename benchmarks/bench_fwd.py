@@ -49,27 +49,26 @@ def bench(fn, warmup_ms=100, rep_ms=500):
     return triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median")
 
 
-def make_runners(x, which, cp):
-    """name -> zero-arg callable returning (o, final_state) for one forward on x."""
-    q, k, v, g, beta, h0, cu = (x[n] for n in ("q", "k", "v", "g", "beta", "initial_state", "cu_seqlens"))
-    runners = {}
+def library_fns(which, cp):
+    """name -> fn(q, k, v, g, beta, h0, cu_seqlens) returning (o, final_state), for every library
+    in ``which`` that imports (flashgdn with the given cp)."""
+    fns = {}
     if "flashgdn" in which:
-        runners["flashgdn"] = lambda: flashgdn.chunk_gated_delta_rule(
-            q, k, v, g, beta, initial_state=h0, output_final_state=True, cu_seqlens=cu, cp=cp)
+        fns["flashgdn"] = lambda q, k, v, g, b, h0, cu: flashgdn.chunk_gated_delta_rule(
+            q, k, v, g, b, initial_state=h0, output_final_state=True, cu_seqlens=cu, cp=cp)
     if "fla" in which:
         try:
             os.environ["FLA_FLASH_QLA"] = "0"      # FLA would otherwise dispatch to FlashQLA
-            from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fla_fwd
-            cul = cu.long() if cu is not None else None
-            runners["fla"] = lambda: fla_fwd(q, k, v, g, beta, initial_state=h0, output_final_state=True,
-                                             cu_seqlens=cul)
+            from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fla_fn
+            fns["fla"] = lambda q, k, v, g, b, h0, cu: fla_fn(q, k, v, g, b, initial_state=h0, output_final_state=True,
+                                                              cu_seqlens=cu.long() if cu is not None else None)
         except Exception as e:  # noqa: BLE001
             print(f"[bench] FLA unavailable: {e}", file=sys.stderr)
     if "flashqla" in which:
         try:
-            from flash_qla import chunk_gated_delta_rule as qla_fwd
-            runners["flashqla"] = lambda: qla_fwd(q, k, v, g, beta, initial_state=h0, output_final_state=True,
-                                                  cu_seqlens=cu)
+            from flash_qla import chunk_gated_delta_rule as qla_fn
+            fns["flashqla"] = lambda q, k, v, g, b, h0, cu: qla_fn(q, k, v, g, b, initial_state=h0,
+                                                                   output_final_state=True, cu_seqlens=cu)
         except Exception as e:  # noqa: BLE001
             print(f"[bench] FlashQLA unavailable: {e}", file=sys.stderr)
     if "flashinfer" in which:
@@ -79,7 +78,13 @@ def make_runners(x, which, cp):
                   file=sys.stderr)
         except Exception:  # noqa: BLE001
             pass
-    return runners
+    return fns
+
+
+def make_runners(x, which, cp):
+    """name -> zero-arg callable returning (o, final_state) for one forward on x."""
+    args = tuple(x[n] for n in ("q", "k", "v", "g", "beta", "initial_state", "cu_seqlens"))
+    return {name: (lambda fn=fn: fn(*args)) for name, fn in library_fns(which, cp).items()}
 
 
 def rel(x, ref):

@@ -18,36 +18,12 @@ import sys
 
 import torch
 
-import flashgdn
 from flashgdn.testing import make_inputs, cu_from_lens
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_fwd import bench, config_sets, label  # noqa: E402
+from bench_fwd import bench, config_sets, label, library_fns  # noqa: E402
 
 LIBS = ("flashgdn", "fla", "flashqla")
-
-
-def forward_fns(which, cp):
-    fns = {}
-    if "flashgdn" in which:
-        fns["flashgdn"] = lambda q, k, v, g, b, h0, cu: flashgdn.chunk_gated_delta_rule(
-            q, k, v, g, b, initial_state=h0, output_final_state=True, cu_seqlens=cu, cp=cp)
-    if "fla" in which:
-        try:
-            os.environ["FLA_FLASH_QLA"] = "0"
-            from fla.ops.gated_delta_rule import chunk_gated_delta_rule as fla_fn
-            fns["fla"] = lambda q, k, v, g, b, h0, cu: fla_fn(q, k, v, g, b, initial_state=h0, output_final_state=True,
-                                                              cu_seqlens=cu.long() if cu is not None else None)
-        except Exception as e:  # noqa: BLE001
-            print(f"[bench] FLA unavailable: {e}", file=sys.stderr)
-    if "flashqla" in which:
-        try:
-            from flash_qla import chunk_gated_delta_rule as qla_fn
-            fns["flashqla"] = lambda q, k, v, g, b, h0, cu: qla_fn(q, k, v, g, b, initial_state=h0,
-                                                                   output_final_state=True, cu_seqlens=cu)
-        except Exception as e:  # noqa: BLE001
-            print(f"[bench] FlashQLA unavailable: {e}", file=sys.stderr)
-    return fns
 
 
 def main():
@@ -71,7 +47,7 @@ def main():
         do = torch.randn_like(x["v"])
         dht = torch.randn(N, HV, 128, 128, device="cuda")
         row = {"config": label(B, T, H, HV, lens), "B": B, "T": T, "H": H, "HV": HV}
-        for name, fn in forward_fns(set(args.libs.split(",")), cp).items():
+        for name, fn in library_fns(set(args.libs.split(",")) & set(LIBS), cp).items():
             def step():
                 for t in leaves:
                     t.grad = None

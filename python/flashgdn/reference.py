@@ -139,7 +139,7 @@ def chunk_intermediates(k, v, g, beta, start, end, b, chunk_index):
     lo = start + chunk_index * CHUNK
     hi = min(lo + CHUNK, end)
     n = hi - lo
-    HV, K, V = v.shape[2], k.shape[-1], v.shape[-1]
+    K, V = k.shape[-1], v.shape[-1]
 
     def pad(x, width):
         out = x.new_zeros((CHUNK,) + tuple(x.shape[1:]))

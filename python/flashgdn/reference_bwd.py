@@ -253,7 +253,6 @@ def backward(q, k, v, g, beta, do, scale=None, initial_state=None, dht=None, cu_
     """The three stages composed, on FLA-shaped tensors (q, k already normalised).
     Returns ``dq, dk, dv, dg, dbeta, dh0`` in ``dtype`` (dh0 is None without an initial state)."""
     B, T, H, K = q.shape
-    HV = v.shape[2]
     if scale is None:
         scale = K ** -0.5
     idx = chunk_index(B, T, cu_seqlens, q.device)

@@ -1,6 +1,7 @@
 """Where the GPU backward's time goes, stage by stage (flashgdn only; medians of do_bench, ms).
 
   python benchmarks/profile_bwd.py            # the four acceptance configs
+  python benchmarks/profile_bwd.py --kernels  # + GPU time per kernel (torch.profiler)
 """
 
 from __future__ import annotations
@@ -13,14 +14,30 @@ import torch
 import flashgdn
 from flashgdn import backward as BW
 from flashgdn._layout import seq_layout
-from flashgdn.reference_bwd import chunk_index
 from flashgdn.testing import make_inputs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_fwd import bench, config_sets, label  # noqa: E402
 
 
+def kernel_table(step, top=12):
+    """GPU time per kernel name over one call of ``step`` (torch.profiler), largest first."""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.no_grad():
+        step()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+    rows = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)[:top]
+    total = sum(e.device_time_total for e in prof.key_averages())
+    print(f"    total GPU time {total / 1e3:.3f} ms; largest kernels:")
+    for e in rows:
+        print(f"    {e.device_time_total / 1e3:8.3f} ms  x{e.count:<4d} {e.key[:90]}")
+
+
 def main():
+    per_kernel = "--kernels" in sys.argv
     print(f"# {torch.cuda.get_device_name()}: flashgdn backward stages, medians (ms)")
     for B, T, H, HV, lens in config_sets()["acceptance"]:
         x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", seed=0)
@@ -37,12 +54,13 @@ def main():
         seq = lambda: BW.sequential_stages(qf, kf, vf, gf, bf, do, 128 ** -0.5, h0, dht, None, True,  # noqa: E731
                                            lay, H, HV)
         st = seq()
-        idx = chunk_index(B, T, None, q.device)
-        local = lambda: BW.local_stage(qf, kf, vf, gf, bf, do, st, idx, 128 ** -0.5)  # noqa: E731
+        local = lambda: BW.chunk_grads(qf, kf, vf, bf, do, st, lay, H, HV, 128 ** -0.5)  # noqa: E731
         with torch.no_grad():
             t_fwd, t_seq, t_loc = bench(fwd), bench(seq), bench(local)
-        print(f"{label(B, T, H, HV, None):<22} forward {t_fwd:.3f}  chunk_prep+bwd_states+bwd_dstates {t_seq:.3f}  "
-              f"local grads (torch) {t_loc:.3f}", flush=True)
+        print(f"{label(B, T, H, HV, None):<22} forward {t_fwd:.3f}  chunk_prep+state pass (fused_fwd)+bwd_dstates {t_seq:.3f}  "
+              f"chunk grads (bwd_local) {t_loc:.3f}", flush=True)
+        if per_kernel:
+            kernel_table(lambda: (seq(), local()))
         del x, st
         torch.cuda.empty_cache()
 

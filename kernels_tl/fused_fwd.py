@@ -61,6 +61,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
     NS1 = T.dynamic("NS1")     # sequences + 1
     NST = T.dynamic("NST")     # rows of h0 / ht (sequences, or 1 when unused)
     NCG = T.dynamic("NCG")     # rows of the gate-vector table (chunks)
+    NCS = T.dynamic("NCS")     # rows of hsT (chunks with store_states, else 1)
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2         # V columns per CTA
@@ -83,12 +84,14 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
         seg_offsets: T.Tensor((NS1,), "int32"),
         o: T.Tensor((Ttot, HV, D), dtype),
         ht: T.Tensor((NST, HV, D, D), "float32"),
+        hsT: T.Tensor((NCS, HV, D, D), "float32"),
         seq_len: T.int32,
         num_seqs: T.int32,
         seg_chunks: T.int32,
         num_segs: T.int32,
         has_h0: T.int32,
         store_final: T.int32,
+        store_states: T.int32,
         cp_log_tol: T.float32,
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
@@ -211,6 +214,10 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 0, t_start)
                         T.copy(S, S_bf)
+                        if store_states != 0 and c_begin + i >= c_out:
+                            # for the backward: the state at this chunk's start (its own chunks only)
+                            for c, kk in T.Parallel(DV, D):
+                                hsT[gch0 + i, hv, c0 + c, kk] = S[c, kk]
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(fullA[sa], pa)
                         if timeline:

@@ -1,20 +1,26 @@
-// Host launchers of kernels_tl/bwd_states.py and kernels_tl/bwd_dstates.py, and the
-// fgdn_backward_states / fgdn_backward_dstates entry points.
+// Host launchers of kernels_tl/bwd_dstates.py and bwd_local.py, and the fgdn_backward_dstates /
+// fgdn_backward_chunk_grads entry points (the backward's state pass is fgdn_forward with
+// chunk_states_t).
+#include <cmath>
+
 #include "bwd_dstates_kernels.h"
-#include "bwd_states_kernels.h"
+#include "bwd_local_kernels.h"
 #include "stages.h"
 
 namespace flashgdn {
 namespace {
 
-using StatesLaunch = int (*)(void* k, void* v, void* L, void* beta, void* rk, void* gvec, void* h0, void* cu_seqlens,
-                             void* chunk_offsets, void* hsT, void* vnew, int seq_len, int num_seqs, int has_h0,
-                             int has_norm, int Ttot, int H, int HV, int NRT, int NCG, int NST, int NS1,
-                             cudaStream_t stream);
 using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* beta, void* rq, void* rk, void* gvec,
-                              void* dht, void* cu_seqlens, void* chunk_offsets, void* dhsT, void* dvnew, void* dh0,
-                              int seq_len, int num_seqs, int has_dht, int store_dh0, int has_norm, float scale,
+                              void* stats, void* dht, void* cu_seqlens, void* chunk_offsets, void* seg_offsets,
+                              void* dhsT, void* dvnew, void* dh0, int seq_len, int num_seqs, int seg_chunks,
+                              int num_segs, int has_dht, int store_dh0, int has_norm, float scale, float cp_log_tol,
                               int Ttot, int H, int HV, int NRT, int NCG, int NST, int NS1, cudaStream_t stream);
+
+using LocalLaunch = int (*)(void* q, void* k, void* v, void* dout, void* L, void* beta, void* rq, void* rk,
+                            void* gvec, void* hsT, void* dhsT, void* dvnew, void* cu_seqlens, void* chunk_offsets,
+                            void* dq, void* dk, void* dv, void* dg, void* dbeta, int seq_len, int num_seqs,
+                            int has_norm, float scale, int Ttot, int H, int HV, int NRT, int NCG, int NS1,
+                            cudaStream_t stream);
 
 template <typename Fn>
 struct Kernel {
@@ -24,13 +30,14 @@ struct Kernel {
 };
 
 // Indexed by dtype: 0 = bf16, 1 = fp16.
-const Kernel<StatesLaunch> kStates[2] = {
-    {fgdn_bwd_states_bf16_bfp32_launch, fgdn_bwd_states_bf16_bfp32_last_error, "bwd_states bf16"},
-    {fgdn_bwd_states_fp16_bfp32_launch, fgdn_bwd_states_fp16_bfp32_last_error, "bwd_states fp16"},
-};
 const Kernel<DStatesLaunch> kDStates[2] = {
     {fgdn_bwd_dstates_bf16_bfp32_launch, fgdn_bwd_dstates_bf16_bfp32_last_error, "bwd_dstates bf16"},
     {fgdn_bwd_dstates_fp16_bfp32_launch, fgdn_bwd_dstates_fp16_bfp32_last_error, "bwd_dstates fp16"},
+};
+
+const Kernel<LocalLaunch> kLocal[2] = {
+    {fgdn_bwd_local_bf16_bfp32_launch, fgdn_bwd_local_bf16_bfp32_last_error, "bwd_local bf16"},
+    {fgdn_bwd_local_fp16_bfp32_launch, fgdn_bwd_local_fp16_bfp32_last_error, "bwd_local fp16"},
 };
 
 fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
@@ -48,27 +55,6 @@ void* seq_ptr(const int32_t* p, const float* fallback) {
 
 }  // namespace
 }  // namespace flashgdn
-
-extern "C" fgdn_status fgdn_backward_states(const fgdn_backward_states_args* a, cudaStream_t stream) {
-  using namespace flashgdn;
-  FGDN_REQUIRE(a != nullptr, "args is NULL");
-  FGDN_TRY(check_common(a->dtype, a->seqs, a->num_qk_heads, a->num_v_heads));
-  FGDN_REQUIRE(a->k && a->v && a->L && a->beta && a->gate_vectors && a->chunk_states_t && a->v_new,
-               "k, v, L, beta, gate_vectors, chunk_states_t and v_new must be non-NULL");
-  if (a->seqs.total_tokens == 0 || a->seqs.num_chunks == 0) return ok();
-  const auto& kern = kStates[a->dtype == FGDN_BF16 ? 0 : 1];
-  const fgdn_seqs& s = a->seqs;
-  void* h0 = const_cast<float*>(a->initial_state ? a->initial_state : a->gate_vectors);  // never read without h0
-  const bool norm = a->k_norm_factor != nullptr;
-  float* rk = const_cast<float*>(norm ? a->k_norm_factor : a->gate_vectors);
-  int rc = kern.launch(const_cast<void*>(a->k), const_cast<void*>(a->v), const_cast<void*>(a->L),
-                       const_cast<float*>(a->beta), rk, const_cast<float*>(a->gate_vectors), h0,
-                       seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors),
-                       a->chunk_states_t, a->v_new, s.seq_len, s.num_seqs, a->initial_state ? 1 : 0, norm ? 1 : 0,
-                       s.total_tokens, a->num_qk_heads, a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks,
-                       a->initial_state ? s.num_seqs : 1, s.num_seqs + 1, stream);
-  return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
-}
 
 extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a, cudaStream_t stream) {
   using namespace flashgdn;
@@ -91,6 +77,23 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
     if (err != cudaSuccess) return fail(FGDN_ERROR_CUDA, "dh0 copy: %s", cudaGetErrorString(err));
     return ok();
   }
+  FGDN_REQUIRE(a->cp_segment_chunks >= 0, "cp_segment_chunks must be >= 0 (got %d)", a->cp_segment_chunks);
+  FGDN_REQUIRE(a->cp_tolerance >= 0.f && a->cp_tolerance < 1.f, "cp_tolerance must be in [0, 1) (got %g)",
+               (double)a->cp_tolerance);
+  FGDN_REQUIRE(a->cp_segment_chunks == 0 || a->chunk_stats, "chunk_stats must be non-NULL with cp_segment_chunks > 0");
+  FGDN_REQUIRE(s.seq_len > 0 || a->seg_offsets, "varlen needs seg_offsets");
+  // CTA items per (value head, V half), as fgdn_forward plans them (an upper bound for varlen)
+  const int seg_chunks = a->cp_segment_chunks > 0 ? a->cp_segment_chunks : (1 << 30);
+  long long num_segs;
+  if (s.seq_len > 0) {
+    const long long nct = (s.seq_len + 63) / 64, per_seq = (nct + seg_chunks - 1) / seg_chunks;
+    num_segs = (long long)s.num_seqs * (per_seq > 1 ? per_seq : 1);
+  } else {
+    const long long bound = (long long)s.total_tokens / 64 + s.num_seqs;
+    num_segs = a->cp_segment_chunks > 0 ? (bound + seg_chunks - 1) / seg_chunks + s.num_seqs : s.num_seqs;
+  }
+  FGDN_REQUIRE(2 * num_segs <= 0x7fffffffLL, "too many CP segments (%lld)", num_segs);
+  const float cp_log_tol = a->cp_tolerance > 0.f ? std::log(a->cp_tolerance) : -INFINITY;
   const auto& kern = kDStates[a->dtype == FGDN_BF16 ? 0 : 1];
   // Without d(final state) or without dh0 the kernel still needs a valid pointer it never touches.
   float* spare = const_cast<float*>(a->gate_vectors);
@@ -100,11 +103,40 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   float* rk = norm ? const_cast<float*>(a->k_norm_factor) : spare;
   int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->d_out),
                        const_cast<void*>(a->L), const_cast<float*>(a->beta), rq, rk,
-                       const_cast<float*>(a->gate_vectors), a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
+                       const_cast<float*>(a->gate_vectors),
+                       a->chunk_stats ? const_cast<float*>(a->chunk_stats) : spare,
+                       a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
                        seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors),
+                       seq_ptr(a->seg_offsets, a->gate_vectors),
                        a->chunk_dstates_t, a->dv_new, a->d_initial_state ? a->d_initial_state : spare, s.seq_len,
-                       s.num_seqs, a->d_final_state ? 1 : 0, a->d_initial_state ? 1 : 0, norm ? 1 : 0, a->scale,
-                       s.total_tokens, a->num_qk_heads, a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks,
+                       s.num_seqs, seg_chunks, (int)num_segs, a->d_final_state ? 1 : 0, a->d_initial_state ? 1 : 0,
+                       norm ? 1 : 0, a->scale, cp_log_tol, s.total_tokens, a->num_qk_heads, a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks,
                        io_state ? s.num_seqs : 1, s.num_seqs + 1, stream);
+  return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
+}
+
+extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads_args* a, cudaStream_t stream) {
+  using namespace flashgdn;
+  FGDN_REQUIRE(a != nullptr, "args is NULL");
+  FGDN_TRY(check_common(a->dtype, a->seqs, a->num_qk_heads, a->num_v_heads));
+  FGDN_REQUIRE((a->q_norm_factor == nullptr) == (a->k_norm_factor == nullptr),
+               "q_norm_factor and k_norm_factor must be both given or both NULL");
+  if (a->seqs.total_tokens == 0 || a->seqs.num_chunks == 0) return ok();
+  FGDN_REQUIRE(a->q && a->k && a->v && a->d_out && a->L && a->beta && a->gate_vectors && a->chunk_states_t &&
+                   a->chunk_dstates_t && a->dv_new && a->dq && a->dk && a->dv && a->dg && a->dbeta,
+               "every tensor except the norm factors must be non-NULL");
+  const auto& kern = kLocal[a->dtype == FGDN_BF16 ? 0 : 1];
+  const fgdn_seqs& s = a->seqs;
+  const bool norm = a->q_norm_factor != nullptr;
+  float* spare = const_cast<float*>(a->gate_vectors);  // never read without the norm / varlen
+  int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->v),
+                       const_cast<void*>(a->d_out), const_cast<void*>(a->L), const_cast<float*>(a->beta),
+                       norm ? const_cast<float*>(a->q_norm_factor) : spare,
+                       norm ? const_cast<float*>(a->k_norm_factor) : spare, const_cast<float*>(a->gate_vectors),
+                       const_cast<float*>(a->chunk_states_t), const_cast<float*>(a->chunk_dstates_t),
+                       const_cast<float*>(a->dv_new), seq_ptr(s.cu_seqlens, a->gate_vectors),
+                       seq_ptr(s.chunk_offsets, a->gate_vectors), a->dq, a->dk, a->dv, a->dg, a->dbeta, s.seq_len,
+                       s.num_seqs, norm ? 1 : 0, a->scale, s.total_tokens, a->num_qk_heads, a->num_v_heads,
+                       norm ? s.total_tokens : 1, s.num_chunks, s.num_seqs + 1, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }

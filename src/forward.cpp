@@ -11,9 +11,10 @@ namespace flashgdn {
 namespace {
 
 using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* gvec, void* stats, void* h0, void* cu_seqlens,
-                            void* chunk_offsets, void* seg_offsets, void* o, void* ht, int seq_len, int num_seqs,
-                            int seg_chunks, int num_segs, int has_h0, int store_final, float cp_log_tol, int Ttot,
-                            int H, int HV, int NCG, int NST, int NS1, cudaStream_t stream);
+                            void* chunk_offsets, void* seg_offsets, void* o, void* ht, void* hsT, int seq_len,
+                            int num_seqs, int seg_chunks, int num_segs, int has_h0, int store_final,
+                            int store_states, float cp_log_tol, int Ttot, int H, int HV, int NCG, int NST, int NS1,
+                            int NCS, cudaStream_t stream);
 struct FwdKernel {
   FwdLaunchFn launch;
   const char* (*last_error)(void);
@@ -102,11 +103,15 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
                        const_cast<float*>(a.chunk_stats), const_cast<float*>(a.h0),
                        const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
                        const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
+                       // hsT: never touched without store_states; any valid address then
+                       a.chunk_states_t ? static_cast<void*>(a.chunk_states_t) : const_cast<float*>(a.gate_vectors),
                        /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
                        /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*store_final=*/a.ht != nullptr,
+                       /*store_states=*/a.chunk_states_t != nullptr,
                        /*cp_log_tol=*/a.cp_log_tol, /*Ttot=*/a.seqs.total_tokens, /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads,
                        /*NCG=*/a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1, /*NST=*/nst,
-                       /*NS1=*/a.seqs.num_seqs + 1, stream);
+                       /*NS1=*/a.seqs.num_seqs + 1,
+                       /*NCS=*/a.chunk_states_t && a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }
 
@@ -180,5 +185,6 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.h0 = a->initial_state;
   f.o = a->o;
   f.ht = a->final_state;
+  f.chunk_states_t = a->chunk_states_t;
   return run_fused_fwd(f, stream);
 }

@@ -101,6 +101,7 @@ PYBIND11_MODULE(_C, m) {
     a.final_state = ptr<float>(ht);
     a.cp_segment_chunks = cp_segment_chunks;
     a.cp_tolerance = cp_tolerance;
+    a.chunk_states_t = nullptr;
     return a;
   };
   m.def(
@@ -119,10 +120,11 @@ PYBIND11_MODULE(_C, m) {
                  int num_qk_heads, int num_v_heads, float scale, bool use_qk_l2norm, uintptr_t q, uintptr_t k,
                  uintptr_t v, uintptr_t g, uintptr_t beta, uintptr_t h0, uintptr_t o, uintptr_t ht,
                  int cp_segment_chunks, float cp_tolerance, uintptr_t workspace, size_t workspace_bytes,
-                 uintptr_t stream) {
+                 uintptr_t stream, uintptr_t chunk_states_t) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, cu_seqlens, num_qk_heads,
                                        num_v_heads, scale, use_qk_l2norm, q, k, v, g, beta, h0, o, ht,
                                        cp_segment_chunks, cp_tolerance);
+        a.chunk_states_t = ptr<float>(chunk_states_t);
         raise_on_error(fgdn_forward(&a, ptr<void>(workspace), workspace_bytes, ptr<CUstream_st>(stream)));
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
@@ -130,43 +132,17 @@ PYBIND11_MODULE(_C, m) {
       py::arg("use_qk_l2norm"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("g"), py::arg("beta"),
       py::arg("h0"), py::arg("o"), py::arg("ht"), py::arg("cp_segment_chunks"), py::arg("cp_tolerance"),
       py::arg("workspace"),
-      py::arg("workspace_bytes"), py::arg("stream"));
+      py::arg("workspace_bytes"), py::arg("stream"), py::arg("chunk_states_t") = 0);
 
   // Backward stages (flashgdn/backward.py composes them with the per-chunk gradients).
-  m.def(
-      "backward_states",
-      [](int dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens, uintptr_t chunk_offsets,
-         int num_chunks, int num_qk_heads, int num_v_heads, uintptr_t k, uintptr_t v, uintptr_t L, uintptr_t beta,
-         uintptr_t k_norm_factor, uintptr_t gate_vectors, uintptr_t h0, uintptr_t chunk_states_t, uintptr_t v_new,
-         uintptr_t stream) {
-        fgdn_backward_states_args a;
-        a.dtype = static_cast<fgdn_dtype>(dtype);
-        a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
-        a.num_qk_heads = num_qk_heads;
-        a.num_v_heads = num_v_heads;
-        a.k = ptr<const void>(k);
-        a.v = ptr<const void>(v);
-        a.L = ptr<const void>(L);
-        a.beta = ptr<const float>(beta);
-        a.k_norm_factor = ptr<const float>(k_norm_factor);
-        a.gate_vectors = ptr<const float>(gate_vectors);
-        a.initial_state = ptr<const float>(h0);
-        a.chunk_states_t = ptr<void>(chunk_states_t);
-        a.v_new = ptr<void>(v_new);
-        raise_on_error(fgdn_backward_states(&a, ptr<CUstream_st>(stream)));
-      },
-      py::arg("dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"), py::arg("cu_seqlens"),
-      py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("k"),
-      py::arg("v"), py::arg("L"), py::arg("beta"), py::arg("k_norm_factor"), py::arg("gate_vectors"), py::arg("h0"),
-      py::arg("chunk_states_t"),
-      py::arg("v_new"), py::arg("stream"));
   m.def(
       "backward_dstates",
       [](int dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens, uintptr_t chunk_offsets,
          int num_chunks, int num_qk_heads, int num_v_heads, float scale, uintptr_t q, uintptr_t k, uintptr_t d_out,
          uintptr_t L, uintptr_t beta, uintptr_t q_norm_factor, uintptr_t k_norm_factor, uintptr_t gate_vectors,
          uintptr_t dht, uintptr_t chunk_dstates_t,
-         uintptr_t dv_new, uintptr_t dh0, uintptr_t stream) {
+         uintptr_t dv_new, uintptr_t dh0, uintptr_t stream, int cp_segment_chunks, float cp_tolerance,
+         uintptr_t chunk_stats, uintptr_t seg_offsets) {
         fgdn_backward_dstates_args a;
         a.dtype = static_cast<fgdn_dtype>(dtype);
         a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
@@ -185,11 +161,54 @@ PYBIND11_MODULE(_C, m) {
         a.chunk_dstates_t = ptr<void>(chunk_dstates_t);
         a.dv_new = ptr<void>(dv_new);
         a.d_initial_state = ptr<float>(dh0);
+        a.cp_segment_chunks = cp_segment_chunks;
+        a.cp_tolerance = cp_tolerance;
+        a.chunk_stats = ptr<const float>(chunk_stats);
+        a.seg_offsets = ptr<const int32_t>(seg_offsets);
         raise_on_error(fgdn_backward_dstates(&a, ptr<CUstream_st>(stream)));
       },
       py::arg("dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"), py::arg("cu_seqlens"),
       py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"), py::arg("num_v_heads"),
       py::arg("scale"), py::arg("q"), py::arg("k"), py::arg("d_out"), py::arg("L"), py::arg("beta"),
       py::arg("q_norm_factor"), py::arg("k_norm_factor"), py::arg("gate_vectors"), py::arg("dht"), py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dh0"),
-      py::arg("stream"));
+      py::arg("stream"), py::arg("cp_segment_chunks") = 0, py::arg("cp_tolerance") = 1e-6f, py::arg("chunk_stats") = 0,
+      py::arg("seg_offsets") = 0);
+  m.def(
+      "backward_chunk_grads",
+      [](int dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens, uintptr_t chunk_offsets,
+         int num_chunks, int num_qk_heads, int num_v_heads, float scale, uintptr_t q, uintptr_t k, uintptr_t v,
+         uintptr_t d_out, uintptr_t L, uintptr_t beta, uintptr_t q_norm_factor, uintptr_t k_norm_factor,
+         uintptr_t gate_vectors, uintptr_t chunk_states_t, uintptr_t chunk_dstates_t, uintptr_t dv_new, uintptr_t dq,
+         uintptr_t dk, uintptr_t dv, uintptr_t dg, uintptr_t dbeta, uintptr_t stream) {
+        fgdn_backward_chunk_grads_args a;
+        a.dtype = static_cast<fgdn_dtype>(dtype);
+        a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
+        a.num_qk_heads = num_qk_heads;
+        a.num_v_heads = num_v_heads;
+        a.scale = scale;
+        a.q = ptr<const void>(q);
+        a.k = ptr<const void>(k);
+        a.v = ptr<const void>(v);
+        a.d_out = ptr<const void>(d_out);
+        a.L = ptr<const void>(L);
+        a.beta = ptr<const float>(beta);
+        a.q_norm_factor = ptr<const float>(q_norm_factor);
+        a.k_norm_factor = ptr<const float>(k_norm_factor);
+        a.gate_vectors = ptr<const float>(gate_vectors);
+        a.chunk_states_t = ptr<const float>(chunk_states_t);
+        a.chunk_dstates_t = ptr<const float>(chunk_dstates_t);
+        a.dv_new = ptr<const float>(dv_new);
+        a.dq = ptr<float>(dq);
+        a.dk = ptr<float>(dk);
+        a.dv = ptr<float>(dv);
+        a.dg = ptr<float>(dg);
+        a.dbeta = ptr<float>(dbeta);
+        raise_on_error(fgdn_backward_chunk_grads(&a, ptr<CUstream_st>(stream)));
+      },
+      py::arg("dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"), py::arg("cu_seqlens"),
+      py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"), py::arg("num_v_heads"),
+      py::arg("scale"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("d_out"), py::arg("L"), py::arg("beta"),
+      py::arg("q_norm_factor"), py::arg("k_norm_factor"), py::arg("gate_vectors"), py::arg("chunk_states_t"),
+      py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("dg"),
+      py::arg("dbeta"), py::arg("stream"));
 }

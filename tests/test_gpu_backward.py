@@ -73,15 +73,20 @@ def test_backward_matches_reference(B, T, H, HV, lens, h0, with_dht, l2, dtype, 
     for name, a, b in zip(NAMES, got, ref):
         assert a.dtype == x[SOURCE[name]].dtype
         assert torch.isfinite(a).all(), name
-        errs[name] = rel_err(a, b)
+        # A gradient that is exactly zero (dg at T = 1 without h0: the gate scales a zero state)
+        # comes out of the fp64 reference as roundoff (~1e-15): judge it in absolute terms.
+        exact_zero = b.double().norm().item() <= 1e-10
+        errs[name] = a.double().norm().item() if exact_zero else rel_err(a, b)
     print(" ".join(f"{n} {e:.2e}" for n, e in errs.items()))
     for name, e in errs.items():
         assert e <= TOL[name], (name, e)
 
 
-@pytest.mark.parametrize("lens", [None, [1, 0, 130, 64, 0]])
-def test_backward_stages_match_reference(lens):
-    """bwd_states / bwd_dstates kernels vs reference_bwd.chunk_states / chunk_dstates."""
+@pytest.mark.parametrize("lens,cp", [(None, "auto"), ([1, 0, 130, 64, 0], "auto"), ([300, 0, 1, 700], 3),
+                                     (None, 2)])
+def test_backward_stages_match_reference(lens, cp):
+    """The state pass (fused_fwd storing chunk states), bwd_dstates and bwd_local vs
+    reference_bwd's stages (bwd_local on the kernels' own states)."""
     from flashgdn.backward import sequential_stages
     from flashgdn._layout import seq_layout
     B, T, H, HV = (2, 200, 1, 2) if lens is None else (1, sum(lens), 1, 2)
@@ -95,17 +100,25 @@ def test_backward_stages_match_reference(lens):
     d = f(do)
     b = f(x["beta"]).float().contiguous()
     lay = seq_layout(B, T, x["cu_seqlens"], torch.device("cuda"))
-    st = sequential_stages(q, k, v, g, b, d, 0.1, x["initial_state"], dht, x["cu_seqlens"], True, lay, H, HV)
+    st = sequential_stages(q, k, v, g, b, d, 0.1, x["initial_state"], dht, x["cu_seqlens"], True, lay, H, HV, cp=cp)
     idx = RB.chunk_index(B, T, x["cu_seqlens"], "cuda")
     hs, vn = RB.chunk_states(k, v, g, b, idx, x["initial_state"])
     dhs, dvn, dh0 = RB.chunk_dstates(q, k, g, b, d, idx, 0.1, N, dht)
     torch.cuda.synchronize()
     real = idx.valid[:, 0]
     assert rel_err(st["hsT"].transpose(-1, -2)[real], hs[real]) < 1e-2
-    assert rel_err(st["v_new"], vn) < 1e-2
     assert rel_err(st["dhsT"].transpose(-1, -2)[real], dhs[real]) < 1e-2
     assert rel_err(st["dv_new"], dvn) < 1e-2
     assert rel_err(st["dh0"], dh0) < 1e-2
+    # the per-chunk kernel on the kernels' own states vs the reference stage on the same ones
+    from flashgdn.backward import chunk_grads
+    got = chunk_grads(q, k, v, b, d, st, lay, H, HV, 0.1)
+    want = RB.chunk_local_grads(q, k, v, g, b, d, st["hsT"].transpose(-1, -2), st["dhsT"].transpose(-1, -2),
+                                vn, st["dv_new"], idx, 0.1)
+    torch.cuda.synchronize()
+    for name, a, r in zip(("dq", "dk", "dv", "dg", "dbeta"), got, want):
+        assert torch.isfinite(a).all(), name
+        assert rel_err(a, r) < 1e-2, (name, rel_err(a, r))
 
 
 def test_backward_only_requested_grads():

@@ -18,6 +18,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         ctx.save_for_backward(q, k, v, g, beta, initial_state)
         ctx.scale = scale
         ctx.cu_seqlens = cu_seqlens
+        ctx.problem, ctx.cp, ctx.cp_tolerance = problem, cp, cp_tolerance
         if ht is None:
             return o
         return o, ht
@@ -30,5 +31,6 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         if not any(want):
             return (None,) * 13
         grads = backward(q, k, v, g, beta, do, dht, ctx.scale, initial_state, ctx.cu_seqlens, want,
-                         use_qk_l2norm=ctx.use_qk_l2norm)
+                         use_qk_l2norm=ctx.use_qk_l2norm, problem=ctx.problem, cp=ctx.cp,
+                         cp_tolerance=ctx.cp_tolerance)
         return (*grads, None, None, None, None, None, None, None)

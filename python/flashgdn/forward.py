@@ -9,7 +9,10 @@ from ._validate import Problem
 
 
 def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
-            p: Problem, cp="auto", cp_tolerance: float = 1e-6):
+            p: Problem, cp="auto", cp_tolerance: float = 1e-6, chunk_states: torch.Tensor | None = None):
+    """The forward on the current stream. ``chunk_states`` (the backward's use): an fp32 tensor
+    ``[num_chunks, HV, V, K]`` (``_layout.seq_layout(...).num_chunks`` rows) that receives the
+    state at the start of every chunk, transposed."""
     _native.require_gpu(q.device)
     device = q.device
     q, k, v = _native.tma_ready(q), _native.tma_ready(k), _native.tma_ready(v)
@@ -44,5 +47,5 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
                     bool(use_qk_l2norm_in_kernel), q.data_ptr(), k.data_ptr(), v.data_ptr(), g.data_ptr(),
                     beta.data_ptr(), h0.data_ptr() if h0 is not None else 0, o.data_ptr(),
                     ht.data_ptr() if ht is not None else 0, cp_segment_chunks, float(cp_tolerance), ws.data_ptr(), nbytes,
-                    _native.stream_handle(device))
+                    _native.stream_handle(device), chunk_states.data_ptr() if chunk_states is not None else 0)
     return o, ht

@@ -137,6 +137,10 @@ typedef struct fgdn_forward_args {
                                    is <= cp_tolerance * |state|; segments that cannot meet it start
                                    at their sequence's first chunk instead (exact). 0: no warm-up,
                                    every segment exact. Usual value 1e-6 */
+  float* chunk_states_t;        /* NULL, or [num_chunks, HV, 128, 128] fp32: the state at the start
+                                   of every chunk, transposed (S^T, V x K), for the backward.
+                                   Chunks numbered sequence by sequence; rows: N * ceil(T / 64)
+                                   for uniform lengths, total_tokens / 64 + N (a bound) for varlen */
 } fgdn_forward_args;
 
 FGDN_API size_t fgdn_forward_workspace_size(const fgdn_forward_args* args);
@@ -144,17 +148,14 @@ FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace
                                   cudaStream_t stream);
 
 /*
- * Backward stages (v1 of the backward: the two sequential passes run here; the per-chunk
- * gradients run in PyTorch in the Python package, flashgdn/backward.py). Inputs as for the
+ * Backward stages. The state pass is fgdn_forward with `chunk_states_t`; then the reverse pass
+ * and the per-chunk gradients below (the Python package composes them and finishes GVA sums
+ * and the L2 norm's gradient, flashgdn/backward.py). Inputs as for the
  * forward, `beta` in fp32, and `L` / `gate_vectors` from fgdn_chunk_prep on the same k, beta, g
  * (and use_qk_l2norm). With the L2 norm, q and k stay raw and `q_norm_factor` / `k_norm_factor`
  * [total_tokens, num_qk_heads] fp32 hold 1/sqrt(|x|^2 + 1e-6) per row (NULL: no norm).
  * Chunks are numbered sequence by sequence; `seqs.num_chunks` rows are written at most and
  * varlen needs `seqs.chunk_offsets` (as for fgdn_chunk_prep).
- *
- * fgdn_backward_states: the state at the start of every chunk, transposed (S^T, V x K), into
- * `chunk_states_t` [num_chunks, HV, 128, 128] fp32, and v_new = u - w S of every token into
- * `v_new` [total_tokens, HV, 128] fp32.
  *
  * fgdn_backward_dstates: the reverse pass. Given do [total_tokens, HV, 128] and d(final state)
  * (NULL: zero), writes the gradient of the state at the end of every chunk, transposed, into
@@ -162,22 +163,6 @@ FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace
  * and, when `d_initial_state` is non-NULL, the gradient of the initial state [N, HV, 128, 128]
  * fp32 (sequences with no tokens pass d(final state) through).
  */
-typedef struct fgdn_backward_states_args {
-  fgdn_dtype dtype;             /* k, v, L: FGDN_BF16 or FGDN_FP16 */
-  fgdn_seqs seqs;
-  int num_qk_heads;
-  int num_v_heads;
-  const void* k;
-  const void* v;
-  const void* L;
-  const float* beta;
-  const float* k_norm_factor;   /* or NULL (k used as is) */
-  const float* gate_vectors;
-  const float* initial_state;   /* or NULL (zero) */
-  void* chunk_states_t;
-  void* v_new;
-} fgdn_backward_states_args;
-
 typedef struct fgdn_backward_dstates_args {
   fgdn_dtype dtype;             /* q, k, d_out, L */
   fgdn_seqs seqs;
@@ -196,10 +181,49 @@ typedef struct fgdn_backward_dstates_args {
   void* chunk_dstates_t;
   void* dv_new;
   float* d_initial_state;       /* or NULL (not written) */
+  int cp_segment_chunks;        /* intra-card CP as in fgdn_forward (0: off) */
+  float cp_tolerance;           /* as in fgdn_forward; the warm-up runs after a segment's end */
+  const float* chunk_stats;     /* fgdn_chunk_prep's stats; read when cp_segment_chunks > 0 */
+  const int32_t* seg_offsets;   /* varlen only: [N+1], prefix sums over sequences of
+                                   max(ceil(ceil(len / 64) / cp_segment_chunks), 1) (1 per
+                                   sequence when cp_segment_chunks == 0) */
 } fgdn_backward_dstates_args;
 
-FGDN_API fgdn_status fgdn_backward_states(const fgdn_backward_states_args* args, cudaStream_t stream);
+/*
+ * fgdn_backward_chunk_grads: the per-chunk gradients, independent across chunks. From the
+ * inputs, `chunk_states_t` (fgdn_forward), `chunk_dstates_t` and `dv_new`
+ * (fgdn_backward_dstates), writes for every token, all fp32: `dq`, `dk` [total_tokens, HV, 128]
+ * per value head (the gradient of the normalised q / k when norm factors are given; the caller
+ * sums each GVA group and differentiates the norm), `dv` [total_tokens, HV, 128], `dg` and
+ * `dbeta` [total_tokens, HV].
+ */
+typedef struct fgdn_backward_chunk_grads_args {
+  fgdn_dtype dtype;             /* q, k, v, d_out, L */
+  fgdn_seqs seqs;
+  int num_qk_heads;
+  int num_v_heads;
+  float scale;
+  const void* q;
+  const void* k;
+  const void* v;
+  const void* d_out;
+  const void* L;
+  const float* beta;
+  const float* q_norm_factor;   /* both or neither */
+  const float* k_norm_factor;
+  const float* gate_vectors;
+  const float* chunk_states_t;
+  const float* chunk_dstates_t;
+  const float* dv_new;
+  float* dq;
+  float* dk;
+  float* dv;
+  float* dg;
+  float* dbeta;
+} fgdn_backward_chunk_grads_args;
+
 FGDN_API fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* args, cudaStream_t stream);
+FGDN_API fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads_args* args, cudaStream_t stream);
 
 #ifdef __cplusplus
 }  /* extern "C" */

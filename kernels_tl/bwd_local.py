@@ -1,0 +1,306 @@
+"""bwd_local: the backward's per-chunk gradients - dq, dk (per value head), dv, dg, dbeta of
+every token from the chunk's inputs, the state at its start and the state gradient at its end
+(reference: flashgdn.reference_bwd.chunk_local_grads, which spells out the same algebra).
+
+One CTA per (chunk, value head): grid (NC, HV), 256 threads = two warpgroups sharing every GEMM
+(M = 64 rows, N split between them), synchronous wgmma (v1: correctness first; the chunks are
+independent, so 2+ CTAs per SM hide each other's latencies). Rows past the sequence end read as 0.
+
+Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
+V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (fp32 from
+bwd_dstates, rounded here), S^T [128 V, 128 K] (fp32 from the forward kernel's state pass,
+split into bf16 hi + lo),
+dS'^T (fp32, rounded), gc, beta, rq, rk (fp32 vectors).
+
+  Kn = diag(rk) K, Qn = diag(rq) Q, E = exp(gc), G_ts = exp(gc_t - gc_s) (s <= t)
+  Au = (G * L) diag(beta)
+  dR   = Au^T dV_new                       (= dv; v_new = Au R)       wgmma m64n128k64, A^T
+  X    = K S  (S hi + lo: R below is a small difference of two large terms when the state is
+              large, and dbeta sees it directly)                      wgmma m64n128k128 x 2
+  R    = V - diag(E rk) X,   dgc -= E rk rowsum(dR * X)
+  VN   = Au R                                                          wgmma m64n128k64
+  dAu  = dV_new R^T,  dP = scale dO VN^T (s <= t)                      wgmma m64n64k128 x 2
+  dbeta_s = sum_t dAu_ts M_ts (M = G * L),  dL = (dAu diag(beta)) * G
+  dQKn = G * dP,  dG = dAu diag(beta) * L + dP * QKn,  dgc += rowsum(dG * G) - colsum(dG * G)
+  dA   = -StrictLower(L^T dL L^T)                                      wgmma m64n64k64 x 2
+  dbeta_t += sum_s dA_ts KKn_ts,  Bm = diag(beta) dA
+  dQn  = scale diag(E) dO S^T + (dQKn diag(rk)) K                      wgmma m64n128k128, m64n128k64
+  dgc += scale E rq rowsum(Q * dO S^T)
+  dKd  = VN dS'^T,  dgc -= t_kd = exp(gl - gc) rk rowsum(dKd * K)      wgmma m64n128k128
+  dKn  = diag(exp(gl - gc)) dKd + (diag(rq) dQKn)^T Q - (diag(E) dR) S^T + ((Bm + Bm^T) diag(rk)) K
+  dgc[63] += sum_t t_kd + exp(gl) <S, dS'>;  dg = reverse cumsum of dgc over the chunk
+
+dq, dk are written per value head in fp32 (the caller sums each GVA group and differentiates the
+L2 norm); dv, dg, dbeta in fp32.
+"""
+
+import tilelang
+import tilelang.language as T
+
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, locate_item, variant_symbol, load_rows
+
+NAME = "bwd_local"
+PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
+DTYPES = ("bfloat16", "float16")
+
+
+def build(dtype: str):
+    Ttot = T.dynamic("Ttot")
+    H = T.dynamic("H")
+    HV = T.dynamic("HV")
+    NS1 = T.dynamic("NS1")
+    NCG = T.dynamic("NCG")     # chunk rows of gvec / hsT / dhsT (and the grid)
+    NRT = T.dynamic("NRT")     # rows of rq / rk (Ttot with the L2 norm, else 1)
+    C = CHUNK
+    D = HEAD_DIM
+    acc = "float32"
+
+    @T.prim_func
+    def bwd_local(
+        q: T.Tensor((Ttot, H, D), dtype),
+        k: T.Tensor((Ttot, H, D), dtype),
+        v: T.Tensor((Ttot, HV, D), dtype),
+        dout: T.Tensor((Ttot, HV, D), dtype),
+        L: T.Tensor((Ttot, HV, C), dtype),
+        beta: T.Tensor((Ttot, HV), "float32"),
+        rq: T.Tensor((NRT, H), "float32"),
+        rk: T.Tensor((NRT, H), "float32"),
+        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
+        hsT: T.Tensor((NCG, HV, D, D), "float32"),
+        dhsT: T.Tensor((NCG, HV, D, D), "float32"),
+        dvnew: T.Tensor((Ttot, HV, D), "float32"),
+        cu_seqlens: T.Tensor((NS1,), "int32"),
+        chunk_offsets: T.Tensor((NS1,), "int32"),
+        dq: T.Tensor((Ttot, HV, D), "float32"),
+        dk: T.Tensor((Ttot, HV, D), "float32"),
+        dv: T.Tensor((Ttot, HV, D), "float32"),
+        dg: T.Tensor((Ttot, HV), "float32"),
+        dbeta: T.Tensor((Ttot, HV), "float32"),
+        seq_len: T.int32,
+        num_seqs: T.int32,
+        has_norm: T.int32,
+        scale: T.float32,
+    ):
+        with T.Kernel(NCG, HV, threads=256) as (chunk, hv):
+            tx = T.get_thread_binding()
+            loc = T.alloc_local((6,), "int32")
+            locate_item(chunk, 1, 0, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, 21)
+            seq_id = loc[0]
+            t0 = loc[1] + loc[3] * C
+            nvalid = T.min(loc[2] - t0, C)
+            hk = hv // (HV // H)
+
+            q_s = T.alloc_shared((C, D), dtype)
+            k_s = T.alloc_shared((C, D), dtype)
+            v_s = T.alloc_shared((C, D), dtype)
+            do_s = T.alloc_shared((C, D), dtype)
+            dvn_s = T.alloc_shared((C, D), dtype)
+            sh_s = T.alloc_shared((D, D), dtype)       # S^T [v, k], high part
+            sl_s = T.alloc_shared((D, D), dtype)       # S^T low part, then dS'^T
+            r_s = T.alloc_shared((C, D), dtype)
+            vn_s = T.alloc_shared((C, D), dtype)
+            dre_s = T.alloc_shared((C, D), dtype)      # -diag(E) dR
+            l_s = T.alloc_shared((C, C), dtype)
+            au_s = T.alloc_shared((C, C), dtype)
+            dl_s = T.alloc_shared((C, C), dtype)
+            t1_s = T.alloc_shared((C, C), dtype)
+            qka_s = T.alloc_shared((C, C), dtype)      # dQKn diag(rk)
+            qkb_s = T.alloc_shared((C, C), dtype)      # diag(rq) dQKn
+            bs_s = T.alloc_shared((C, C), dtype)       # (Bm + Bm^T) diag(rk)
+            bm_s = T.alloc_shared((C, C + 1), acc)     # Bm = diag(beta) dA
+            gc_s = T.alloc_shared((C,), acc)
+            b_s = T.alloc_shared((C,), acc)
+            rq_s = T.alloc_shared((C,), acc)
+            rk_s = T.alloc_shared((C,), acc)
+            dgc_s = T.alloc_shared((C,), acc)          # row terms of dgc
+            db_s = T.alloc_shared((C,), acc)           # row terms of dbeta
+            tkd_s = T.alloc_shared((C,), acc)
+            dgc2_s = T.alloc_shared((C,), acc)         # column terms of dgc
+            db2_s = T.alloc_shared((C,), acc)          # column terms of dbeta
+            dot_s = T.alloc_shared((C,), acc)          # row-pair partials of <S, dS'>
+
+            kk_f = T.alloc_fragment((C, C), acc)
+            qk_f = T.alloc_fragment((C, C), acc)
+            dau_f = T.alloc_fragment((C, C), acc)
+            dp_f = T.alloc_fragment((C, C), acc)
+            t1_f = T.alloc_fragment((C, C), acc)
+            da_f = T.alloc_fragment((C, C), acc)
+            red64_f = T.alloc_fragment((C, C), acc)
+            mb_f = T.alloc_fragment((C, C), acc)       # dAu * M (column sums -> dbeta)
+            gg_f = T.alloc_fragment((C, C), acc)       # dG * G (row and column sums -> dgc)
+            dr_f = T.alloc_fragment((C, D), acc)
+            x_f = T.alloc_fragment((C, D), acc)
+            vn_f = T.alloc_fragment((C, D), acc)
+            y_f = T.alloc_fragment((C, D), acc)
+            kd_f = T.alloc_fragment((C, D), acc)
+            red_f = T.alloc_fragment((C, D), acc)
+            row_f = T.alloc_fragment((C,), acc)
+            row2_f = T.alloc_fragment((C,), acc)
+            col_f = T.alloc_fragment((C,), acc)
+            col2_f = T.alloc_fragment((C,), acc)
+            gl_f = T.alloc_fragment((1,), acc)
+
+            if seq_id >= 0:
+                # ---- loads (rows past the sequence end are 0) ----
+                for i, j in T.Parallel(C, D):
+                    q_s[i, j] = T.if_then_else(i < nvalid, q[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
+                    k_s[i, j] = T.if_then_else(i < nvalid, k[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
+                load_rows(v_s, v, t0, nvalid, Ttot, hv, 0)
+                load_rows(do_s, dout, t0, nvalid, Ttot, hv, 0)
+                for i, j in T.Parallel(C, D):
+                    dvn_s[i, j] = T.if_then_else(i < nvalid, T.cast(dvnew[T.min(t0 + i, Ttot - 1), hv, j], dtype),
+                                                 T.cast(0, dtype))
+                for i, j in T.Parallel(C, C):
+                    l_s[i, j] = T.if_then_else(T.And(i < nvalid, j <= i), L[T.min(t0 + i, Ttot - 1), hv, j],
+                                               T.cast(0, dtype))
+                for i, j in T.Parallel(D, D):
+                    s_ij = hsT[chunk, hv, i, j]
+                    s_hi = T.cast(s_ij, dtype)
+                    sh_s[i, j] = s_hi
+                    sl_s[i, j] = T.cast(s_ij - T.cast(s_hi, acc), dtype)
+                for i in T.Parallel(C):
+                    gc_s[i] = gvec[chunk, hv, GV_GC, i]
+                    b_s[i] = T.if_then_else(i < nvalid, beta[T.min(t0 + i, Ttot - 1), hv], 0.0)
+                    rq_s[i] = T.if_then_else(has_norm > 0, rq[T.min(t0 + i, NRT - 1), hk], 1.0)
+                    rk_s[i] = T.if_then_else(has_norm > 0, rk[T.min(t0 + i, NRT - 1), hk], 1.0)
+                T.sync_threads()
+
+                # ---- K K^T, Q K^T; Au ----
+                T.gemm(k_s, k_s, kk_f, transpose_B=True, clear_accum=True)
+                T.gemm(q_s, k_s, qk_f, transpose_B=True, clear_accum=True)
+                for i, j in T.Parallel(C, C):
+                    au_s[i, j] = T.cast(
+                        T.cast(l_s[i, j], acc) * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j],
+                        dtype)
+                T.sync_threads()
+
+                # ---- dR = Au^T dV_new (= dv); X = K S; R; dgc (w term) ----
+                T.gemm(au_s, dvn_s, dr_f, transpose_A=True, clear_accum=True)
+                T.gemm(k_s, sh_s, x_f, transpose_B=True, clear_accum=True)
+                T.gemm(k_s, sl_s, x_f, transpose_B=True)
+                for i, j in T.Parallel(C, D):
+                    if i < nvalid:
+                        dv[t0 + i, hv, j] = dr_f[i, j]
+                for i, j in T.Parallel(C, D):
+                    r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
+                    dre_s[i, j] = T.cast(-T.exp(gc_s[i]) * dr_f[i, j], dtype)
+                    red_f[i, j] = dr_f[i, j] * x_f[i, j]
+                T.reduce_sum(red_f, row_f, dim=1)
+                for i in T.Parallel(C):
+                    dgc_s[i] = -T.exp(gc_s[i]) * rk_s[i] * row_f[i]
+                T.sync_threads()
+
+                # ---- VN = Au R; dAu = dV_new R^T; dP = dO VN^T ----
+                T.gemm(au_s, r_s, vn_f, clear_accum=True)
+                T.gemm(dvn_s, r_s, dau_f, transpose_B=True, clear_accum=True)
+                T.copy(vn_f, vn_s)
+                T.sync_threads()
+                T.gemm(do_s, vn_s, dp_f, transpose_B=True, clear_accum=True)
+
+                # ---- the 64 x 64 element-wise stage ----
+                for i, j in T.Parallel(C, C):
+                    gij = T.if_then_else(T.And(j <= i, i < nvalid), T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)),
+                                         0.0)
+                    lij = T.cast(l_s[i, j], acc)
+                    dm = dau_f[i, j] * b_s[j]
+                    dpm = T.if_then_else(j <= i, scale * dp_f[i, j], 0.0)
+                    dqk = gij * dpm
+                    dgm = dm * lij + dpm * qk_f[i, j] * rq_s[i] * rk_s[j]
+                    mb_f[i, j] = dau_f[i, j] * gij * lij
+                    gg_f[i, j] = dgm * gij
+                    dl_s[i, j] = T.cast(dm * gij, dtype)
+                    qka_s[i, j] = T.cast(dqk * rk_s[j], dtype)
+                    qkb_s[i, j] = T.cast(dqk * rq_s[i], dtype)
+                T.reduce_sum(gg_f, row_f, dim=1)
+                T.reduce_sum(gg_f, col_f, dim=0)
+                T.reduce_sum(mb_f, col2_f, dim=0)
+                for i in T.Parallel(C):
+                    dgc_s[i] = dgc_s[i] + row_f[i]
+                for i in T.Parallel(C):
+                    dgc2_s[i] = -col_f[i]
+                    db2_s[i] = col2_f[i]
+                T.sync_threads()
+
+                # ---- dA = -StrictLower(L^T dL L^T); dbeta (A term); Bm ----
+                T.gemm(dl_s, l_s, t1_f, transpose_B=True, clear_accum=True)
+                T.copy(t1_f, t1_s)
+                T.sync_threads()
+                T.gemm(l_s, t1_s, da_f, transpose_A=True, clear_accum=True)
+                for i, j in T.Parallel(C, C):
+                    dam = T.if_then_else(j < i, -da_f[i, j], 0.0)
+                    red64_f[i, j] = dam * kk_f[i, j] * rk_s[i] * rk_s[j]
+                    bm_s[i, j] = b_s[i] * dam
+                T.reduce_sum(red64_f, row2_f, dim=1)
+                for i in T.Parallel(C):
+                    db_s[i] = row2_f[i]
+                T.sync_threads()
+                for i, j in T.Parallel(C, C):
+                    bs_s[i, j] = T.cast((bm_s[i, j] + bm_s[j, i]) * rk_s[j], dtype)
+
+                # ---- dq = scale diag(E) dO S^T + (dQKn diag(rk)) K ----
+                T.gemm(do_s, sh_s, y_f, clear_accum=True)
+                T.gemm(do_s, sl_s, y_f)
+                for i, j in T.Parallel(C, D):
+                    red_f[i, j] = T.cast(q_s[i, j], acc) * y_f[i, j]
+                T.reduce_sum(red_f, row_f, dim=1)
+                for i in T.Parallel(C):
+                    dgc_s[i] = dgc_s[i] + scale * T.exp(gc_s[i]) * rq_s[i] * row_f[i]
+                for i, j in T.Parallel(C, D):
+                    y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j]
+                T.sync_threads()
+                T.gemm(qka_s, k_s, y_f)
+                for i, j in T.Parallel(C, D):
+                    if i < nvalid:
+                        dq[t0 + i, hv, j] = y_f[i, j]
+                T.sync_threads()
+
+                # ---- dS'^T (rounded) into the low-part buffer; <S, dS'> column partials ----
+                for i, j in T.Parallel(D, D):
+                    sl_s[i, j] = T.cast(dhsT[chunk, hv, i, j], dtype)
+                for i, j in T.Parallel(C, D):
+                    red_f[i, j] = hsT[chunk, hv, i, j] * dhsT[chunk, hv, i, j] \
+                        + hsT[chunk, hv, C + i, j] * dhsT[chunk, hv, C + i, j]
+                T.reduce_sum(red_f, row_f, dim=1)
+                for i in T.Parallel(C):
+                    dot_s[i] = row_f[i]
+                T.sync_threads()
+
+                # ---- dk ----
+                T.gemm(vn_s, sl_s, kd_f, clear_accum=True)
+                for i, j in T.Parallel(C, D):
+                    red_f[i, j] = kd_f[i, j] * T.cast(k_s[i, j], acc)
+                T.reduce_sum(red_f, row_f, dim=1)
+                for i in T.Parallel(C):
+                    tkd_s[i] = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * row_f[i]
+                for i, j in T.Parallel(C, D):
+                    kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j]
+                T.gemm(qkb_s, q_s, kd_f, transpose_A=True)
+                T.gemm(dre_s, sh_s, kd_f)
+                T.gemm(bs_s, k_s, kd_f)
+                for i, j in T.Parallel(C, D):
+                    if i < nvalid:
+                        dk[t0 + i, hv, j] = kd_f[i, j]
+                T.sync_threads()
+
+                # ---- dgc, dg, dbeta ----
+                if tx < C:
+                    dgc_s[tx] = dgc_s[tx] + dgc2_s[tx] - tkd_s[tx]
+                    db_s[tx] = db_s[tx] + db2_s[tx]
+                    tkd_s[tx] = tkd_s[tx] + T.exp(gc_s[C - 1]) * dot_s[tx]   # dgl's parts
+                T.sync_threads()
+                T.reduce_sum(tkd_s, gl_f, dim=0)
+                if tx == 0:
+                    dgc_s[C - 1] = dgc_s[C - 1] + gl_f[0]
+                T.sync_threads()
+                T.cumsum(dgc_s, dim=0, reverse=True)
+                T.sync_threads()
+                if tx < C:
+                    if tx < nvalid:
+                        dg[t0 + tx, hv] = dgc_s[tx]
+                        dbeta[t0 + tx, hv] = db_s[tx]
+
+    return bwd_local
+
+
+def variants():
+    return [(variant_symbol(NAME, dt, "float32"), dict(dtype=dt)) for dt in DTYPES]

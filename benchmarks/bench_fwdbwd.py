@@ -6,6 +6,10 @@ step = forward with every input requiring grad (q, k, v, g, beta, h0) + backward
 device memory for one step (torch.cuda.max_memory_allocated over the inputs' footprint).
 
   python benchmarks/bench_fwdbwd.py --configs acceptance --json out.json
+
+FLA 0.6.0 refuses its backward on Hopper with Triton < 3.7.1 unless tilelang is importable
+(then it uses its TileLang kernels): install the FlashQLA anchor set (which brings tilelang)
+to time it; FLA_FLASH_QLA=0 is set here so FLA does not hand the call to FlashQLA.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ After chunk 0 (the segment that owns it): dS^T -> dh0 (fp32).
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, locate_item, variant_symbol
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, cp_warmup_chunks, locate_item, variant_symbol
 from common import load_rows, gated_wy_entry
 
 NAME = "bwd_dstates"
@@ -96,21 +96,7 @@ def build(dtype: str):
             ix = T.alloc_local((2,), "int32")
             ix[0] = nct - 1                              # last chunk this CTA runs
             if n >= 0 and c_end < nct:
-                if tx < 64:
-                    wu_s[0, tx] = T.if_then_else(c_end + tx < nct, stats[chunk_base + T.min(c_end + tx, nct - 1), hv, 0], 0.0)
-                    wu_s[1, tx] = T.if_then_else(c_end + tx < nct, stats[chunk_base + T.min(c_end + tx, nct - 1), hv, 1], 0.0)
-                T.sync_threads()
-                if tx == 0:
-                    wv[0] = 0.0
-                    wv[1] = 1.0
-                    wv[2] = -1.0
-                    for c in T.serial(64):
-                        if wv[2] < 0.0 and c_end + c < nct:
-                            wv[0] = wv[0] + wu_s[0, c]
-                            wv[1] = T.if_then_else(wu_s[1, c] > 2.0, 0.0, wv[1])
-                            wv[2] = T.if_then_else(wv[1] > 0.5 and wv[0] <= cp_log_tol, T.cast(c + 1, acc), -1.0)
-                    wres[0] = T.cast(wv[2], "int32")
-                T.sync_threads()
+                cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
                 ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, nct - 1)
             ix[0] = T.if_then_else(n >= 0, ix[0], c_out - 1)   # past the last item: no chunks
             c_hi = ix[0]

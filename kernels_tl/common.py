@@ -98,3 +98,28 @@ def gated_wy_entry(L, gc_s, b_s, t0, nvalid, Ttot, hv, i, j):
         T.cast(L[T.min(t0 + i, Ttot - 1), hv, j], "float32")
         * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j],
         0.0)
+
+
+@T.macro
+def cp_warmup_chunks(stats, chunk_base, hv, first, step, avail, cp_log_tol, tx, wu_s, wres, wv):
+    """Intra-card CP warm-up length (docs/context-parallelism.md). Walks chunks first,
+    first + step, ... (at most min(avail, 64) of them; step -1: before a segment, for the forward;
+    +1: after it, for the reverse pass) and writes into wres[0] the fewest w such that over those
+    w chunks sum(g) <= cp_log_tol and beta |k|^2 <= 2 for every token (chunk_prep's stats), so
+    that a pass started there from zero misses at most tol of the true state; -1 if none.
+    wu_s: shared [2, 64] fp32; wres: shared [1] int32; wv: local [3] fp32. Syncs the CTA."""
+    if tx < 64:
+        wu_s[0, tx] = T.if_then_else(tx < avail, stats[chunk_base + first + step * T.min(tx, avail - 1), hv, 0], 0.0)
+        wu_s[1, tx] = T.if_then_else(tx < avail, stats[chunk_base + first + step * T.min(tx, avail - 1), hv, 1], 0.0)
+    T.sync_threads()
+    if tx == 0:
+        wv[0] = 0.0                                  # sum of g so far
+        wv[1] = 1.0                                  # 1 while beta |k|^2 <= 2 holds
+        wv[2] = -1.0                                 # w found (chunks), or -1
+        for c in T.serial(64):
+            if wv[2] < 0.0 and c < avail:
+                wv[0] = wv[0] + wu_s[0, c]
+                wv[1] = T.if_then_else(wu_s[1, c] > 2.0, 0.0, wv[1])
+                wv[2] = T.if_then_else(wv[1] > 0.5 and wv[0] <= cp_log_tol, T.cast(c + 1, "float32"), -1.0)
+        wres[0] = T.cast(wv[2], "int32")
+    T.sync_threads()

@@ -33,7 +33,7 @@ Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, L, gate-table ring), pfull/
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
+from common import CHUNK, HEAD_DIM, IO_VARIANTS, cp_warmup_chunks, locate_item, variant_symbol
 from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
@@ -126,21 +126,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
             wres = T.alloc_shared((1,), "int32")
             wv = T.alloc_local((3,), acc)
             if n >= 0 and c_out > 0:
-                if tx < 64:
-                    wu_s[0, tx] = T.if_then_else(c_out - 1 - tx >= 0, stats[chunk_base + T.max(c_out - 1 - tx, 0), hv, 0], 0.0)
-                    wu_s[1, tx] = T.if_then_else(c_out - 1 - tx >= 0, stats[chunk_base + T.max(c_out - 1 - tx, 0), hv, 1], 0.0)
-                T.sync_threads()
-                if tx == 0:
-                    wv[0] = 0.0                                  # sum of g so far
-                    wv[1] = 1.0                                  # 1 while beta |k|^2 <= 2 holds
-                    wv[2] = -1.0                                 # w found (chunks), or -1
-                    for c in T.serial(64):
-                        if wv[2] < 0.0 and c < c_out:
-                            wv[0] = wv[0] + wu_s[0, c]
-                            wv[1] = T.if_then_else(wu_s[1, c] > 2.0, 0.0, wv[1])
-                            wv[2] = T.if_then_else(wv[1] > 0.5 and wv[0] <= cp_log_tol, T.cast(c + 1, acc), -1.0)
-                    wres[0] = T.cast(wv[2], "int32")
-                T.sync_threads()
+                cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
             ix = T.alloc_local((4,), "int32")
             ix[3] = 0
             if n >= 0 and c_out > 0:

@@ -33,7 +33,7 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     ``want`` = which of (q, k, v, g, beta, initial_state) need a gradient. With ``use_qk_l2norm``
     q and k are raw: the kernels take the norm as row factors (as the forward does) and the
     gradient goes through the norm here. ``problem`` (the forward's ``_validate.Problem``; built
-    here when None), ``cp`` and ``cp_tolerance`` drive the state pass's context parallelism as in
+    by sequential_stages when None), ``cp`` and ``cp_tolerance`` drive the state pass's context parallelism as in
     the forward. Returns ``(dq, dk, dv, dg, dbeta, dh0)`` with None where not wanted."""
     _native.require_gpu(q.device)
     B, T, H, K = q.shape
@@ -52,9 +52,6 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     h0 = initial_state.to(torch.float32).contiguous() if initial_state is not None else None
     dht32 = dht.to(torch.float32).contiguous() if dht is not None else None
     lay = seq_layout(B, T, cu_seqlens, device)
-    if problem is None:
-        seq_lens = tuple((cu_seqlens[1:] - cu_seqlens[:-1]).tolist()) if cu_seqlens is not None else None
-        problem = Problem(B, T, H, HV, K, v.shape[-1], lay.num_seqs, seq_lens)
     st = sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht32, cu_seqlens, bool(want[5]), lay,
                            H, HV, rq, rk, problem=problem, cp=cp, cp_tolerance=cp_tolerance)
     dq, dk, dv, dg, db = chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq, rk)
@@ -111,7 +108,7 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     qf, kf, vf, dof = (_native.tma_ready(x) for x in (qf, kf, vf, dof))
     B = lay.num_seqs if lay.seq_len > 0 else 1
     T = Ttot // B
-    if problem is None:
+    if problem is None:   # direct callers (tests, benchmarks): read the lengths once here
         problem = Problem(B, T, H, HV, 128, 128, lay.num_seqs,
                           tuple((cu_seqlens[1:] - cu_seqlens[:-1]).tolist()) if cu_seqlens is not None else None)
     L, stats, gvec = ops.chunk_prep(kf.view(B, T, H, -1), bf.view(B, T, HV), gf.view(B, T, HV), cu_seqlens=cu_seqlens,
@@ -129,9 +126,7 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     forward(qf.view(B, T, H, -1), kf.view(B, T, H, -1), vf.view(B, T, HV, -1), gf.view(B, T, HV), bf.view(B, T, HV),
             scale, h0, False, rk is not None, cu_seqlens, problem, cp=cp, cp_tolerance=cp_tolerance, chunk_states=hsT)
     # the reverse pass: the same CP split as the state pass (cp.plan), warm-up after each segment
-    chunks = [(n + 63) // 64 for n in problem.seq_lens] if problem.seq_lens is not None else [(T + 63) // 64] * B
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    seg_chunks = cp_plan.plan(chunks, HV, cp, cp_plan.sm_count(index))
+    seg_chunks = cp_plan.segment_chunks(problem, cp, device)
     seg_offsets = None
     if lay.seq_len == 0:
         per_seq = torch.diff(lay.chunk_offsets)

@@ -78,3 +78,11 @@ def plan(chunks_per_seq: list[int], HV: int, cp, sms: int) -> int:
                 best, best_t = seg, t
         return best
     return 0 if cp == 1 else max(1, math.ceil(longest / cp))
+
+
+def segment_chunks(p, cp, device: torch.device) -> int:
+    """:func:`plan` for a validated problem ``p`` (``_validate.Problem``) on ``device``: the
+    forward and both passes of the backward use this one split."""
+    chunks = [(n + 63) // 64 for n in p.seq_lens] if p.seq_lens is not None else [(p.T + 63) // 64] * p.B
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return plan(chunks, p.HV, cp, sm_count(index))

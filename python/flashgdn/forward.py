@@ -34,9 +34,7 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
         cu32 = cu_seqlens.to(device=device, dtype=torch.int32)  # kept alive until the launch is enqueued
         seq_len, cu_ptr = 0, cu32.data_ptr()
 
-    chunks = [(n + 63) // 64 for n in p.seq_lens] if p.seq_lens is not None else [(p.T + 63) // 64] * p.B
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    cp_segment_chunks = cp_plan.plan(chunks, p.HV, cp, cp_plan.sm_count(index))
+    cp_segment_chunks = cp_plan.segment_chunks(p, cp, device)
 
     ext = _native.ext()
     dt, bdt = _native.dtype_code(q.dtype), _native.dtype_code(beta.dtype)

@@ -1,36 +1,54 @@
 """bwd_dstates: the backward's reverse pass over chunks - the gradient of the state at the end
 of every chunk, dv_new of every token and dh0 (reference: flashgdn.reference_bwd.chunk_dstates).
 
-One CTA per (segment, V half, value head): grid (2 * segments, HV), 128 threads = one warpgroup,
-synchronous wgmma. The state gradient is held transposed, dS^T [64 V cols x 128 K] fp32, in
-registers. Intra-card CP as in the forward (fused_fwd), mirrored: a segment [c_out, c_end) that
-does not end its sequence starts w chunks *after* its end from dS = 0, where w is the fewest
-chunks over which sum(g) <= ln(tol) with beta |k|^2 <= 2 throughout (chunk_prep's stats): the
-dropped gradient then reaches c_end shrunk by tol (dS_c = T_c^T dS_c+1 + ..., |T_c^T| = |T_c|
-<= exp(sum g)); without such a w it starts at the sequence's last chunk from d(final state)
-(exact). Per chunk c, last to first (rows past the sequence end read as zero):
+The mirror of the forward's recurrence (fused_fwd), with the same structure: one CTA per
+(segment, V half, value head), grid (2 * segments, HV), 256 threads = 2 warpgroups.
 
-  dS^T -> dhsT[chunk, hv, V half, :] (fp32; own chunks only)          store from registers
-  Q, K [64,128] (raw), dO half [64,64], L, gc, beta, rq, rk -> smem
-  (rq, rk: the L2-norm row factors, else 1 - applied as factors, as in the forward)
-  Aw = (G * L) diag(beta exp(gc) rk) per element;  -w = -(Aw K)       wgmma m64n128k64
-  QK = Q K^T;  P = scale diag(rq) (G * QK) diag(rk) (lower incl. diag) wgmma m64n64k128
-  Kd = diag(exp(gc_last - gc) rk) K,  EQ = scale diag(exp(gc) rq) Q   in place in smem
-  dv_new^T = dO^T P + dS^T Kd^T                                       wgmma m64n64k64, m64n64k128
-  dv_new -> dvnew[token, hv, V half] (fp32, valid rows, own chunks)
-  dS^T = exp(gc_last) dS^T + dO^T EQ + dv_new^T (-w)                  wgmma m64n128k64 x 2
-After chunk 0 (the segment that owns it): dS^T -> dh0 (fp32).
+  inputs by TMA, issued by WG1, two rings: A = q, k [64,128] (NA deep; read by both warpgroups),
+  B = dO [64,64] (this CTA's half of V), L [64,64] (128B-swizzled) and the chunk's gate table
+  (chunk_prep's rows GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_GC, GV_MISC: every per-token factor,
+  0 past the sequence end, so rows of a tile that belong to the next sequence drop out) (NB deep).
+
+  WG1 prep, one chunk ahead of WG0 (nothing here depends on the state gradient):
+      Aw = diag(exp(gc)) L diag(beta rk)   ->  -w = -(Aw K)          wgmma RS m64n128k64 -> smem [t][k]
+      P^T = (K Q^T)[s <= t] * exp(gc_t - gc_s) rk_s rq_t scale       wgmma SS m64n64k128
+      dvl = P^T dO                                                    wgmma RS m64n64k64  -> smem fp32 [s][v]
+      dO~^T = (diag(exp(gc) rq scale) dO)^T                           smem [v][t]
+      (G_ts exp(gc_s) = exp(gc_t), so Aw needs no per-element exp; P^T does, one per element)
+
+  WG0 state (holds dS^T [64 V cols x 128 K] fp32 in registers), per chunk, last to first:
+      dS^T -> dhsT (fp32; own chunks only)                            store from registers
+      dv_new^T = (dS_hi^T + dS_lo^T) K^T diag(kf) + dvl^T            wgmma RS m64n64k128 x 2
+          (dS^T split into bf16 high and low parts and the factor kf = exp(gc_last - gc) rk applied
+          after the GEMM: a lone token's dbeta is one dot product of dv_new with v - w S, and
+          bf16-rounded operands here would cost it most of its digits)
+      dS^T = exp(gc_last) dS^T + dO~^T Q + dv_new^T (-w)              wgmma SS m64n128k64, RS m64n128k64
+      dv_new -> dvnew[token, hv, V half] (fp32, valid rows, own chunks)
+  After chunk 0 (the segment that owns it): dS^T -> dh0 (fp32).
+
+The critical path per chunk is WG0's dv_new GEMMs followed by the update GEMM; the dO~^T Q
+term is issued alongside the dv_new GEMMs. Barriers: fullA/emptyA (q, k ring), fullB/emptyB
+(dO, L, gate table ring), pfull/pempty (prep outputs, double-buffered).
+
+Intra-card CP as in the forward, mirrored: a segment [c_out, c_end) that does not end its
+sequence starts w chunks *after* its end from dS = 0, where w is the fewest chunks over which
+sum(g) <= ln(tol) with beta |k|^2 <= 2 throughout (chunk_prep's stats): the dropped gradient
+then reaches c_end shrunk by tol (dS_c = T_c^T dS_c+1 + ..., |T_c^T| = |T_c| <= exp(sum g));
+without such a w it starts at the sequence's last chunk from d(final state) (exact).
 """
 
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, cp_warmup_chunks, locate_item, variant_symbol
-from common import load_rows, gated_wy_entry
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK
+from common import cp_warmup_chunks, locate_item, variant_symbol
 
 NAME = "bwd_dstates"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
 DTYPES = ("bfloat16", "float16")
+LOG2E = 1.4426950408889634
+NA = 3         # ring A (q, k: read by both warpgroups) depth
+NB = 2         # ring B (dO, L, gate table: read by prep only) depth
 
 
 def build(dtype: str):
@@ -39,8 +57,7 @@ def build(dtype: str):
     HV = T.dynamic("HV")
     NS1 = T.dynamic("NS1")
     NST = T.dynamic("NST")     # rows of dht / dh0
-    NCG = T.dynamic("NCG")     # chunk rows of gvec / dhsT
-    NRT = T.dynamic("NRT")     # rows of rq / rk (Ttot with the L2 norm, else 1)
+    NCG = T.dynamic("NCG")     # chunk rows of gvec / stats / dhsT
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2
@@ -52,9 +69,6 @@ def build(dtype: str):
         k: T.Tensor((Ttot, H, D), dtype),
         dout: T.Tensor((Ttot, HV, D), dtype),
         L: T.Tensor((Ttot, HV, C), dtype),
-        beta: T.Tensor((Ttot, HV), "float32"),
-        rq: T.Tensor((NRT, H), "float32"),
-        rk: T.Tensor((NRT, H), "float32"),
         gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
         stats: T.Tensor((NCG, HV, 2), "float32"),
         dht: T.Tensor((NST, HV, D, D), "float32"),
@@ -70,15 +84,12 @@ def build(dtype: str):
         num_segs: T.int32,
         has_dht: T.int32,
         store_dh0: T.int32,
-        has_norm: T.int32,
-        scale: T.float32,
         cp_log_tol: T.float32,
     ):
-        with T.Kernel(2 * num_segs, HV, threads=128) as (bx, hv):
+        with T.Kernel(2 * num_segs, HV, threads=256) as (bx, hv):
             seg = bx // 2
             c0 = (bx % 2) * DV
             tx = T.get_thread_binding()
-            hk = hv // (HV // H)
             loc = T.alloc_local((6,), "int32")
             locate_item(seg, seg_chunks, 1, seq_len, num_seqs, cu_seqlens, seg_offsets, loc, 21)
             n = loc[0]
@@ -93,90 +104,189 @@ def build(dtype: str):
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
             wv = T.alloc_local((3,), acc)
-            ix = T.alloc_local((2,), "int32")
+            ix = T.alloc_local((4,), "int32")
             ix[0] = nct - 1                              # last chunk this CTA runs
             if n >= 0 and c_end < nct:
                 cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
                 ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, nct - 1)
             ix[0] = T.if_then_else(n >= 0, ix[0], c_out - 1)   # past the last item: no chunks
             c_hi = ix[0]
-            from_end = c_hi == nct - 1                   # starts at the true end: d(final state)
+            nch = T.max(c_hi - c_out + 1, 0)
+            # index math hoisted into registers once (TMA coordinates would recompute divisions)
+            ix[1] = hv // (HV // H)
+            ix[2] = chunk_base + c_hi                    # gate-table row of the first chunk run
+            ix[3] = bos + c_hi * C                       # its first token
+            hk = ix[1]
+            gch = ix[2]
+            tokh = ix[3]
 
-            q_s = T.alloc_shared((C, D), dtype)
-            k_s = T.alloc_shared((C, D), dtype)
-            do_s = T.alloc_shared((C, DV), dtype)
-            aw_s = T.alloc_shared((C, C), dtype)
-            p_s = T.alloc_shared((C, C), dtype)
-            w_s = T.alloc_shared((C, D), dtype)
-            ds_s = T.alloc_shared((DV, D), dtype)
-            dvn_s = T.alloc_shared((DV, C), dtype)
-            gc_s = T.alloc_shared((C,), acc)
-            b_s = T.alloc_shared((C,), acc)
-            rq_s = T.alloc_shared((C,), acc)
-            rk_s = T.alloc_shared((C,), acc)
-            dst = T.alloc_fragment((DV, D), acc)
-            w_f = T.alloc_fragment((C, D), acc)
-            qk_f = T.alloc_fragment((C, C), acc)
-            dvt_f = T.alloc_fragment((DV, C), acc)
+            q_s = T.alloc_shared((NA, C, D), dtype)
+            k_s = T.alloc_shared((NA, C, D), dtype)
+            do_s = T.alloc_shared((NB, C, DV), dtype)
+            L_s = T.alloc_shared((NB, C, C), dtype)
+            tab_s = T.alloc_shared((NB, GV_ROWS, C), acc)
+            w_s = T.alloc_shared((2, C, D), dtype)       # -w      [t][k]
+            dot_s = T.alloc_shared((2, DV, C), dtype)    # dO~^T   [v][t]
+            # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
+            dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]
+            kf_s = T.alloc_shared((2, C), acc)
+            egl_s = T.alloc_shared((2, 1), acc)
+            T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
-            for i, j in T.Parallel(DV, D):
-                dst[i, j] = T.if_then_else(T.And(has_dht > 0, from_end), dht[T.min(T.max(n, 0), NST - 1), hv, j, c0 + i],
-                                           0.0)
+            fullA = T.alloc_barrier(arrive_count=[128] * NA)
+            emptyA = T.alloc_barrier(arrive_count=[256] * NA)
+            fullB = T.alloc_barrier(arrive_count=[128] * NB)
+            emptyB = T.alloc_barrier(arrive_count=[128] * NB)
+            pfull = T.alloc_barrier(arrive_count=[128, 128])
+            pempty = T.alloc_barrier(arrive_count=[128, 128])
 
-            for cr in T.serial(T.max(c_hi - c_out + 1, 0)):
-                c = c_hi - cr
-                own = c < c_end
-                t0 = bos + c * C
-                nvalid = T.min(C, eos - t0)
-                chunk = chunk_base + c
-                for i, j in T.Parallel(DV, D):
-                    if own:
-                        dhsT[chunk, hv, c0 + i, j] = dst[i, j]
-                    ds_s[i, j] = T.cast(dst[i, j], dtype)
-                for i, j in T.Parallel(C, D):   # q and k in one loop (one shared predicate)
-                    q_s[i, j] = T.if_then_else(i < nvalid, q[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
-                    k_s[i, j] = T.if_then_else(i < nvalid, k[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
-                load_rows(do_s, dout, t0, nvalid, Ttot, hv, c0)
-                for i in T.Parallel(C):
-                    gc_s[i] = gvec[chunk, hv, GV_GC, i]
-                    b_s[i] = T.if_then_else(i < nvalid, beta[T.min(t0 + i, Ttot - 1), hv], 0.0)
-                    rq_s[i] = T.if_then_else(has_norm > 0, rq[T.min(t0 + i, NRT - 1), hk], 1.0)
-                    rk_s[i] = T.if_then_else(has_norm > 0, rk[T.min(t0 + i, NRT - 1), hk], 1.0)
-                T.sync_threads()
-                for i, j in T.Parallel(C, C):
-                    aw = gated_wy_entry(L, gc_s, b_s, t0, nvalid, Ttot, hv, i, j) * T.exp(gc_s[j]) * rk_s[j]
-                    aw_s[i, j] = T.cast(aw, dtype)
-                T.sync_threads()
-                T.gemm(aw_s, k_s, w_f, clear_accum=True)
-                T.gemm(q_s, k_s, qk_f, transpose_B=True, clear_accum=True)
-                for i, j in T.Parallel(C, D):
-                    w_s[i, j] = T.cast(-w_f[i, j], dtype)
-                for i, j in T.Parallel(C, C):
-                    p_s[i, j] = T.cast(
-                        T.if_then_else(j <= i, qk_f[i, j] * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0))
-                                       * (scale * rq_s[i] * rk_s[j]), 0.0),
-                        dtype)
-                T.sync_threads()
-                for i, j in T.Parallel(C, D):
-                    k_s[i, j] = T.cast(T.cast(k_s[i, j], acc) * (T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i]), dtype)
-                    q_s[i, j] = T.cast(T.cast(q_s[i, j], acc) * (T.exp(gc_s[i]) * scale * rq_s[i]), dtype)
-                T.sync_threads()
-                T.gemm(do_s, p_s, dvt_f, transpose_A=True, clear_accum=True)
-                T.gemm(ds_s, k_s, dvt_f, transpose_B=True)
-                for i, j in T.Parallel(DV, C):
-                    dvn_s[i, j] = T.cast(dvt_f[i, j], dtype)
-                    if T.And(own, j < nvalid):
-                        dvnew[t0 + j, hv, c0 + i] = dvt_f[i, j]
-                T.sync_threads()
-                for i, j in T.Parallel(DV, D):
-                    dst[i, j] = dst[i, j] * T.exp(gc_s[C - 1])
-                T.gemm(do_s, q_s, dst, transpose_A=True)
-                T.gemm(dvn_s, w_s, dst)
-                T.sync_threads()
+            if n >= 0:
+                if tx < 128:
+                    # ------------------------- WG0: the state gradient -------------------------
+                    dst = T.alloc_fragment((DV, D), acc)         # dS^T [v][k]
+                    ds_hi = T.alloc_fragment((DV, D), dtype)
+                    ds_lo = T.alloc_fragment((DV, D), dtype)
+                    dvt = T.alloc_fragment((DV, C), acc)         # dv_new^T [v][t]
+                    dvl_f = T.alloc_fragment((DV, C), acc)
+                    dvn_bf = T.alloc_fragment((DV, C), dtype)
+                    kf_f = T.alloc_fragment((C,), acc)
+                    egl = T.alloc_local((1,), acc)
 
-            if store_dh0 > 0 and n >= 0 and c_out == 0:
-                for i, j in T.Parallel(DV, D):
-                    dh0[T.min(n, NST - 1), hv, j, c0 + i] = dst[i, j]
+                    from_end = c_hi == nct - 1                   # starts at the true end: d(final state)
+                    for v, kk in T.Parallel(DV, D):
+                        dst[v, kk] = T.if_then_else(T.And(has_dht > 0, from_end),
+                                                    dht[T.min(n, NST - 1), hv, kk, c0 + v], 0.0)
+
+                    for i in T.serial(nch):
+                        st = i % 2
+                        ph = (i // 2) % 2
+                        sa = i % NA
+                        pa = (i // NA) % 2
+                        t0 = tokh - i * C
+                        nvalid = T.min(eos - t0, C)
+                        own = c_hi - i < c_end
+                        for v, kk in T.Parallel(DV, D):
+                            ds_hi[v, kk] = T.cast(dst[v, kk], dtype)
+                        for v, kk in T.Parallel(DV, D):
+                            ds_lo[v, kk] = T.cast(dst[v, kk] - T.cast(ds_hi[v, kk], acc), dtype)
+                        if own:
+                            for v, kk in T.Parallel(DV, D):
+                                dhsT[gch - i, hv, c0 + v, kk] = dst[v, kk]
+                        T.barrier_wait(pfull[st], ph)
+                        T.barrier_wait(fullA[sa], pa)
+                        T.wgmma_gemm(ds_hi, k_s[sa, :, :], dvt, transpose_B=True, clear_accum=True)
+                        T.wgmma_gemm(ds_lo, k_s[sa, :, :], dvt, transpose_B=True)
+                        egl[0] = egl_s[st, 0]
+                        for v, kk in T.Parallel(DV, D):
+                            dst[v, kk] = dst[v, kk] * egl[0]
+                        T.wgmma_gemm(dot_s[st, :, :], q_s[sa, :, :], dst)
+                        for v, t in T.Parallel(DV, C):
+                            dvl_f[v, t] = dvl_s[st, t, v]
+                        T.copy(kf_s[st, :], kf_f)
+                        T.wait_wgmma(1)
+                        for v, t in T.Parallel(DV, C):
+                            dvt[v, t] = dvt[v, t] * kf_f[t] + dvl_f[v, t]
+                        for v, t in T.Parallel(DV, C):
+                            dvn_bf[v, t] = dvt[v, t]
+                        T.wgmma_gemm(dvn_bf, w_s[st, :, :], dst)
+                        if own:
+                            for v, t in T.Parallel(DV, C):
+                                if t < nvalid:
+                                    dvnew[t0 + t, hv, c0 + v] = dvt[v, t]
+                        T.wait_wgmma(0)
+                        T.barrier_arrive(emptyA[sa])
+                        T.barrier_arrive(pempty[st])
+
+                    if store_dh0 > 0 and c_out == 0:
+                        for v, kk in T.Parallel(DV, D):
+                            dh0[T.min(n, NST - 1), hv, kk, c0 + v] = dst[v, kk]
+
+                else:
+                    # ------------- WG1: prep (one chunk ahead of WG0) and the TMA loads -------------
+                    Lb = T.alloc_fragment((C, C), dtype)
+                    Aw = T.alloc_fragment((C, C), dtype)
+                    wacc = T.alloc_fragment((C, D), acc)
+                    pacc = T.alloc_fragment((C, C), acc)         # (K Q^T)[s][t]
+                    ptb = T.alloc_fragment((C, C), dtype)
+                    dvacc = T.alloc_fragment((C, DV), acc)       # P^T dO [s][v]
+                    eg_f = T.alloc_fragment((C,), acc)           # row factors (t)
+                    brk_f = T.alloc_fragment((C,), acc)          # column factors (s)
+                    gr_f = T.alloc_fragment((C,), acc)           # gc by row (s)
+                    gcol_f = T.alloc_fragment((C,), acc)         # gc by column (t)
+                    rk_f = T.alloc_fragment((C,), acc)
+                    rqs_f = T.alloc_fragment((C,), acc)
+
+                    for j in T.serial(T.min(nch, 2)):
+                        T.tma_copy(q[tokh - j * C:tokh - j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
+                        T.tma_copy(k[tokh - j * C:tokh - j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
+                        T.barrier_arrive(fullA[j])
+                        T.tma_copy(dout[tokh - j * C:tokh - j * C + C, hv, c0:c0 + DV], do_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(L[tokh - j * C:tokh - j * C + C, hv, 0:C], L_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(gvec[gch - j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
+                        T.barrier_arrive(fullB[j])
+
+                    for i in T.serial(nch):
+                        st = i % 2
+                        ph = (i // 2) % 2
+                        sa = i % NA
+                        pa = (i // NA) % 2
+                        sb = i % NB
+                        pb = (i // NB) % 2
+                        T.barrier_wait(fullB[sb], pb)
+                        T.barrier_wait(fullA[sa], pa)
+                        T.copy(tab_s[sb, GV_EG, :], eg_f)
+                        T.copy(tab_s[sb, GV_BRK, :], brk_f)
+                        T.copy(L_s[sb, :, :], Lb)
+                        # L is exactly lower triangular; rows past the end have exp(gc) = 0 here
+                        for t, s in T.Parallel(C, C):
+                            Aw[t, s] = T.cast(Lb[t, s], acc) * eg_f[t] * brk_f[s]
+                        T.wgmma_gemm(Aw, k_s[sa, :, :], wacc, clear_accum=True)
+                        T.wgmma_gemm(k_s[sa, :, :], q_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
+                        T.copy(tab_s[sb, GV_GC, :], gr_f)
+                        T.copy(tab_s[sb, GV_GC, :], gcol_f)
+                        T.copy(tab_s[sb, GV_RK, :], rk_f)
+                        T.copy(tab_s[sb, GV_RQS, :], rqs_f)
+                        T.barrier_wait(pempty[st], (ph + 1) % 2)
+                        for v, t in T.Parallel(DV, C):
+                            dot_s[st, v, t] = T.cast(
+                                T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]), dtype)
+                        if tx - 128 < C:
+                            kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
+                        if tx == 128:
+                            egl_s[st, 0] = tab_s[sb, GV_MISC, 0]
+                        T.wait_wgmma(1)
+                        for t, kk in T.Parallel(C, D):
+                            w_s[st, t, kk] = T.cast(-wacc[t, kk], dtype)
+                        T.wait_wgmma(0)
+                        # rows past the end: rq scale = 0 masks their columns t (and s <= t)
+                        for s, t in T.Parallel(C, C):
+                            ptb[s, t] = T.if_then_else(
+                                s <= t, pacc[s, t] * T.exp2(T.min(gcol_f[t] - gr_f[s], 0.0) * LOG2E) * rqs_f[t] * rk_f[s],
+                                0.0)
+                        T.wgmma_gemm(ptb, do_s[sb, :, :], dvacc, clear_accum=True)
+                        T.wait_wgmma(0)
+                        T.copy(dvacc, dvl_s[st, :, 0:DV])
+                        T.fence_proxy_async()
+                        T.barrier_arrive(pfull[st])
+                        T.barrier_arrive(emptyA[sa])
+                        T.barrier_arrive(emptyB[sb])
+                        # Refills, as in fused_fwd: ring B (prep's own) takes chunk i+2 once this
+                        # warpgroup has arrived; ring A takes it into the stage chunk i-1 used once
+                        # the state warpgroup has released that too.
+                        if i + 2 < nch:
+                            T.barrier_wait(emptyB[sb], pb)
+                            T.tma_copy(dout[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, c0:c0 + DV], do_s[sb, :, :],
+                                       barrier=fullB[sb])
+                            T.tma_copy(L[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, 0:C], L_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(gvec[gch - i - 2, hv, 0:GV_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
+                            T.barrier_arrive(fullB[sb])
+                            if i >= 1:
+                                T.barrier_wait(emptyA[(i + 2) % NA], ((i - 1) // NA) % 2)
+                            T.tma_copy(q[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hk, 0:D], q_s[(i + 2) % NA, :, :],
+                                       barrier=fullA[(i + 2) % NA])
+                            T.tma_copy(k[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hk, 0:D], k_s[(i + 2) % NA, :, :],
+                                       barrier=fullA[(i + 2) % NA])
+                            T.barrier_arrive(fullA[(i + 2) % NA])
 
     return bwd_dstates
 

@@ -20,6 +20,8 @@ dS'^T (fp32, rounded), gc, beta, rq, rk (fp32 vectors).
   R    = V - diag(E rk) X,   dgc -= E rk rowsum(dR * X)
   VN   = Au R                                                          wgmma m64n128k64
   dAu  = dV_new R^T,  dP = scale dO VN^T (s <= t)                      wgmma m64n64k128 x 2
+         (the diagonals dAu_tt, dP_tt in fp32 from unrounded operands: for a lone token each is one
+         128-term dot product that cancellation would strip of digits with bf16 operands)
   dbeta_s = sum_t dAu_ts M_ts (M = G * L),  dL = (dAu diag(beta)) * G
   dQKn = G * dP,  dG = dAu diag(beta) * L + dP * QKn,  dgc += rowsum(dG * G) - colsum(dG * G)
   dA   = -StrictLower(L^T dL L^T)                                      wgmma m64n64k64 x 2
@@ -37,7 +39,7 @@ L2 norm); dv, dg, dbeta in fp32.
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, locate_item, variant_symbol, load_rows
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, locate_item, variant_symbol
 
 NAME = "bwd_local"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -118,6 +120,8 @@ def build(dtype: str):
             dgc2_s = T.alloc_shared((C,), acc)         # column terms of dgc
             db2_s = T.alloc_shared((C,), acc)          # column terms of dbeta
             dot_s = T.alloc_shared((C,), acc)          # row-pair partials of <S, dS'>
+            dd_s = T.alloc_shared((C,), acc)           # dAu's diagonal, fp32
+            dpd_s = T.alloc_shared((C,), acc)          # dP's diagonal, fp32
 
             kk_f = T.alloc_fragment((C, C), acc)
             qk_f = T.alloc_fragment((C, C), acc)
@@ -145,8 +149,9 @@ def build(dtype: str):
                 for i, j in T.Parallel(C, D):
                     q_s[i, j] = T.if_then_else(i < nvalid, q[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
                     k_s[i, j] = T.if_then_else(i < nvalid, k[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
-                load_rows(v_s, v, t0, nvalid, Ttot, hv, 0)
-                load_rows(do_s, dout, t0, nvalid, Ttot, hv, 0)
+                for i, j in T.Parallel(C, D):
+                    v_s[i, j] = T.if_then_else(i < nvalid, v[T.min(t0 + i, Ttot - 1), hv, j], T.cast(0, dtype))
+                    do_s[i, j] = T.if_then_else(i < nvalid, dout[T.min(t0 + i, Ttot - 1), hv, j], T.cast(0, dtype))
                 for i, j in T.Parallel(C, D):
                     dvn_s[i, j] = T.if_then_else(i < nvalid, T.cast(dvnew[T.min(t0 + i, Ttot - 1), hv, j], dtype),
                                                  T.cast(0, dtype))
@@ -188,12 +193,27 @@ def build(dtype: str):
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     dgc_s[i] = -T.exp(gc_s[i]) * rk_s[i] * row_f[i]
+                # dAu's diagonal <dV_new_t, R_t> in fp32 from the fp32 operands: for a lone token it
+                # is all of dbeta, and one 128-term dot of bf16-rounded vectors can lose most of its
+                # digits to cancellation
+                for i, j in T.Parallel(C, D):
+                    red_f[i, j] = (T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]) \
+                        * T.if_then_else(i < nvalid, dvnew[T.min(t0 + i, Ttot - 1), hv, j], 0.0)
+                T.reduce_sum(red_f, row2_f, dim=1)
+                for i in T.Parallel(C):
+                    dd_s[i] = row2_f[i]
                 T.sync_threads()
 
                 # ---- VN = Au R; dAu = dV_new R^T; dP = dO VN^T ----
                 T.gemm(au_s, r_s, vn_f, clear_accum=True)
                 T.gemm(dvn_s, r_s, dau_f, transpose_B=True, clear_accum=True)
                 T.copy(vn_f, vn_s)
+                # dP's diagonal <dO_t, VN_t> in fp32 (VN unrounded), for the same reason as dbeta's
+                for i, j in T.Parallel(C, D):
+                    red_f[i, j] = T.cast(do_s[i, j], acc) * vn_f[i, j]
+                T.reduce_sum(red_f, row2_f, dim=1)
+                for i in T.Parallel(C):
+                    dpd_s[i] = row2_f[i]
                 T.sync_threads()
                 T.gemm(do_s, vn_s, dp_f, transpose_B=True, clear_accum=True)
 
@@ -202,11 +222,12 @@ def build(dtype: str):
                     gij = T.if_then_else(T.And(j <= i, i < nvalid), T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)),
                                          0.0)
                     lij = T.cast(l_s[i, j], acc)
-                    dm = dau_f[i, j] * b_s[j]
-                    dpm = T.if_then_else(j <= i, scale * dp_f[i, j], 0.0)
+                    dauv = T.if_then_else(i == j, dd_s[i], dau_f[i, j])
+                    dm = dauv * b_s[j]
+                    dpm = T.if_then_else(j <= i, scale * T.if_then_else(i == j, dpd_s[i], dp_f[i, j]), 0.0)
                     dqk = gij * dpm
                     dgm = dm * lij + dpm * qk_f[i, j] * rq_s[i] * rk_s[j]
-                    mb_f[i, j] = dau_f[i, j] * gij * lij
+                    mb_f[i, j] = dauv * gij * lij
                     gg_f[i, j] = dgm * gij
                     dl_s[i, j] = T.cast(dm * gij, dtype)
                     qka_s[i, j] = T.cast(dqk * rk_s[j], dtype)
@@ -254,12 +275,15 @@ def build(dtype: str):
                         dq[t0 + i, hv, j] = y_f[i, j]
                 T.sync_threads()
 
-                # ---- dS'^T (rounded) into the low-part buffer; <S, dS'> column partials ----
-                for i, j in T.Parallel(D, D):
-                    sl_s[i, j] = T.cast(dhsT[chunk, hv, i, j], dtype)
+                # ---- dS'^T (rounded) into the low-part buffer; <S, dS'> row-pair partials with
+                # S = hi + lo (read just before each element is overwritten): one pass over dS'
                 for i, j in T.Parallel(C, D):
-                    red_f[i, j] = hsT[chunk, hv, i, j] * dhsT[chunk, hv, i, j] \
-                        + hsT[chunk, hv, C + i, j] * dhsT[chunk, hv, C + i, j]
+                    ds_a = dhsT[chunk, hv, i, j]
+                    ds_b = dhsT[chunk, hv, C + i, j]
+                    red_f[i, j] = (T.cast(sh_s[i, j], acc) + T.cast(sl_s[i, j], acc)) * ds_a \
+                        + (T.cast(sh_s[C + i, j], acc) + T.cast(sl_s[C + i, j], acc)) * ds_b
+                    sl_s[i, j] = T.cast(ds_a, dtype)
+                    sl_s[C + i, j] = T.cast(ds_b, dtype)
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     dot_s[i] = row_f[i]

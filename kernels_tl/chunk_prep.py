@@ -21,7 +21,8 @@ group (one wgmma; the K tile comes from L2 for the group's other heads).
   6. The chunk's gate vectors gvec[chunk, hv, row, token] (rows in common.py: GV_*), computed
      here once per chunk and value head so that the forward's prep warpgroup only multiplies:
      gc = cumsum g (warp shuffle scan), q row norms (in-kernel L2 norm), and the factors the
-     forward applies to the rows and columns of its WY products and of P (see fused_fwd).
+     forward applies to the rows and columns of its WY products and of P (see fused_fwd), and
+     the plain factors the backward's reverse pass uses (bwd_dstates).
 
 The inverse is gate-free: the forward applies the gates as G * L with G_ts = exp(gc_t - gc_s)
 (for lower-triangular X, G * X = Gamma X Gamma^-1), so nothing here can overflow.
@@ -32,6 +33,7 @@ import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
 from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
+from common import GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK
 
 NAME = "chunk_prep"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -209,6 +211,13 @@ def build(dtype: str, beta_dtype: str):
                     gvec[chunk, hv, GV_GC, tx] = red[0]
                     gvec[chunk, hv, GV_MISC, tx] = T.if_then_else(
                         tx == 0, T.exp2(gc_s[C - 1] * LOG2E), T.if_then_else(gc_s[C - 1] > -80.0, 1.0, 0.0))
+                    # the backward's rows (bwd_dstates): plain factors, masked past the sequence end
+                    red[4] = T.if_then_else(tx < nvalid, 1.0, 0.0)
+                    gvec[chunk, hv, GV_EG, tx] = T.exp2(red[0] * LOG2E) * red[4]
+                    gvec[chunk, hv, GV_BRK, tx] = b_s[tx] * rk_s[tx]
+                    gvec[chunk, hv, GV_KF, tx] = T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[tx] * red[4]
+                    gvec[chunk, hv, GV_RQS, tx] = rq_s[tx] * scale * red[4]
+                    gvec[chunk, hv, GV_RK, tx] = rk_s[tx] * red[4]
                 # (b) 16 -> 32 for block pairs p = 0 (in laa_s), 1 (in lbb_s):  X = A21 D0 ; L21 = -D1 X.
                 #     Thread: pair p, a 2x2 output tile (rows i2, i2+1; columns c2, c2+1).
                 p = tx // 64

@@ -40,7 +40,16 @@ GV_RP = 5     # row factor of P~: a_t rq_t scale
 GV_RA = 6     # a_t = exp(gc_t - r), r = middle of the chunk's gc range (1 when it decays by > 80)
 GV_GC = 7     # gc_t, chunk-local cumsum of g (element-wise fallback)
 GV_MISC = 8   # [0] = exp(gc_last), [t > 0] = 1 if the rank-1 gate factors apply, else 0
-GV_ROWS = 9
+GV_FWD_ROWS = 9   # the forward (fused_fwd) loads rows 0 .. 8 only
+# Rows for the backward's reverse pass (bwd_dstates), independent of the dtype and of the rank-1
+# mode; every one is 0 past the sequence end (those rows of a TMA tile belong to the next
+# sequence).
+GV_EG = 9     # exp(gc_t)
+GV_BRK = 10   # beta_t rk_t
+GV_KF = 11    # exp(gc_last - gc_t) rk_t
+GV_RQS = 12   # rq_t scale
+GV_RK = 13    # rk_t
+GV_ROWS = 14
 
 
 def variant_symbol(kernel: str, dtype: str, beta_dtype: str) -> str:
@@ -79,25 +88,6 @@ def locate_item(item, seg_chunks, min_items, seq_len, num_seqs, cu_seqlens, item
         loc[1] = cu_seqlens[loc[4]]
         loc[2] = cu_seqlens[loc[4] + 1]
         loc[3] = item - item_offsets[loc[4]]
-
-
-# ---- helpers of the per-sequence kernels (one CTA per sequence, V half and value head) ----
-
-@T.macro
-def load_rows(dst, src, t0, nvalid, Ttot, head, col0):
-    """dst[i, j] = src[t0 + i, head, col0 + j] for the chunk's valid rows, 0 past the sequence end."""
-    for i, j in T.Parallel(dst.shape[0], dst.shape[1]):
-        dst[i, j] = T.if_then_else(i < nvalid, src[T.min(t0 + i, Ttot - 1), head, col0 + j], T.cast(0, dst.dtype))
-
-
-def gated_wy_entry(L, gc_s, b_s, t0, nvalid, Ttot, hv, i, j):
-    """Au[i, j] = L[i, j] exp(gc_i - gc_j) beta_j for j <= i on valid rows, else 0 (fp32 expression;
-    the exponent is masked before exp so the upper triangle never overflows)."""
-    return T.if_then_else(
-        T.And(i < nvalid, j <= i),
-        T.cast(L[T.min(t0 + i, Ttot - 1), hv, j], "float32")
-        * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j],
-        0.0)
 
 
 @T.macro

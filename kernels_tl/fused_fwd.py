@@ -34,7 +34,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, IO_VARIANTS, cp_warmup_chunks, locate_item, variant_symbol
-from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
+from common import GV_ROWS, GV_FWD_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
@@ -148,7 +148,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
             k_s = T.alloc_shared((NA, C, D), dtype)
             v_s = T.alloc_shared((NB, C, DV), dtype)
             L_s = T.alloc_shared((NB, C, C), dtype)
-            tab_s = T.alloc_shared((NB, GV_ROWS, C), acc)
+            tab_s = T.alloc_shared((NB, GV_FWD_ROWS, C), acc)   # the forward's rows only
             # u~ stays fp32: v~ = u~ - w~ S can cancel, and a bf16 u~ would cost ~20% of the state's
             # accuracy; rows padded so the [t][c] writes and the (c, t) reads are conflict-free
             u_s = T.alloc_shared((2, C, DV + 4), acc)
@@ -293,7 +293,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                         T.barrier_arrive(fullA[j])
                         T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=fullB[j])
                         T.tma_copy(L[tok0 + j * C:tok0 + j * C + C, hv, 0:C], L_s[j, :, :], barrier=fullB[j])
-                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_FWD_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
                         T.barrier_arrive(fullB[j])
 
                     for i in T.serial(nch):
@@ -381,7 +381,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                             T.barrier_wait(emptyB[sb], pb)
                             T.tma_copy(v[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hv, c0:c0 + DV], v_s[sb, :, :], barrier=fullB[sb])
                             T.tma_copy(L[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hv, 0:C], L_s[sb, :, :], barrier=fullB[sb])
-                            T.tma_copy(gvec[gch0 + i + 2, hv, 0:GV_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(gvec[gch0 + i + 2, hv, 0:GV_FWD_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
                             T.barrier_arrive(fullB[sb])
                             if i >= 1:
                                 T.barrier_wait(emptyA[(i + 2) % NA], ((i - 1) // NA) % 2)

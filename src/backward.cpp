@@ -10,11 +10,11 @@
 namespace flashgdn {
 namespace {
 
-using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* beta, void* rq, void* rk, void* gvec,
-                              void* stats, void* dht, void* cu_seqlens, void* chunk_offsets, void* seg_offsets,
-                              void* dhsT, void* dvnew, void* dh0, int seq_len, int num_seqs, int seg_chunks,
-                              int num_segs, int has_dht, int store_dh0, int has_norm, float scale, float cp_log_tol,
-                              int Ttot, int H, int HV, int NRT, int NCG, int NST, int NS1, cudaStream_t stream);
+using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* gvec, void* stats, void* dht,
+                              void* cu_seqlens, void* chunk_offsets, void* seg_offsets, void* dhsT, void* dvnew,
+                              void* dh0, int seq_len, int num_seqs, int seg_chunks, int num_segs, int has_dht,
+                              int store_dh0, float cp_log_tol, int Ttot, int H, int HV, int NCG, int NST, int NS1,
+                              cudaStream_t stream);
 
 using LocalLaunch = int (*)(void* q, void* k, void* v, void* dout, void* L, void* beta, void* rq, void* rk,
                             void* gvec, void* hsT, void* dhsT, void* dvnew, void* cu_seqlens, void* chunk_offsets,
@@ -61,11 +61,9 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   FGDN_REQUIRE(a != nullptr, "args is NULL");
   FGDN_TRY(check_common(a->dtype, a->seqs, a->num_qk_heads, a->num_v_heads));
   const bool have_tokens = a->seqs.total_tokens > 0 && a->seqs.num_chunks > 0;
-  FGDN_REQUIRE((a->q_norm_factor == nullptr) == (a->k_norm_factor == nullptr),
-               "q_norm_factor and k_norm_factor must be both given or both NULL");
-  FGDN_REQUIRE(!have_tokens || (a->q && a->k && a->d_out && a->L && a->beta && a->gate_vectors &&
+  FGDN_REQUIRE(!have_tokens || (a->q && a->k && a->d_out && a->L && a->gate_vectors &&
                                 a->chunk_dstates_t && a->dv_new),
-               "q, k, d_out, L, beta, gate_vectors, chunk_dstates_t and dv_new must be non-NULL");
+               "q, k, d_out, L, gate_vectors, chunk_dstates_t and dv_new must be non-NULL");
   const fgdn_seqs& s = a->seqs;
   if (!have_tokens) {
     // Every sequence is empty: d(initial state) = d(final state).
@@ -94,24 +92,23 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   }
   FGDN_REQUIRE(2 * num_segs <= 0x7fffffffLL, "too many CP segments (%lld)", num_segs);
   const float cp_log_tol = a->cp_tolerance > 0.f ? std::log(a->cp_tolerance) : -INFINITY;
+  FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->d_out) && aligned16(a->L) &&
+                   aligned16(a->gate_vectors),
+               "q, k, d_out, L and gate_vectors must be 16-byte aligned (the kernel reads them with TMA)");
   const auto& kern = kDStates[a->dtype == FGDN_BF16 ? 0 : 1];
   // Without d(final state) or without dh0 the kernel still needs a valid pointer it never touches.
   float* spare = const_cast<float*>(a->gate_vectors);
   const bool io_state = a->d_final_state || a->d_initial_state;
-  const bool norm = a->q_norm_factor != nullptr;
-  float* rq = norm ? const_cast<float*>(a->q_norm_factor) : spare;
-  float* rk = norm ? const_cast<float*>(a->k_norm_factor) : spare;
   int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->d_out),
-                       const_cast<void*>(a->L), const_cast<float*>(a->beta), rq, rk,
-                       const_cast<float*>(a->gate_vectors),
+                       const_cast<void*>(a->L), const_cast<float*>(a->gate_vectors),
                        a->chunk_stats ? const_cast<float*>(a->chunk_stats) : spare,
                        a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
                        seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors),
-                       seq_ptr(a->seg_offsets, a->gate_vectors),
-                       a->chunk_dstates_t, a->dv_new, a->d_initial_state ? a->d_initial_state : spare, s.seq_len,
-                       s.num_seqs, seg_chunks, (int)num_segs, a->d_final_state ? 1 : 0, a->d_initial_state ? 1 : 0,
-                       norm ? 1 : 0, a->scale, cp_log_tol, s.total_tokens, a->num_qk_heads, a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks,
-                       io_state ? s.num_seqs : 1, s.num_seqs + 1, stream);
+                       seq_ptr(a->seg_offsets, a->gate_vectors), a->chunk_dstates_t, a->dv_new,
+                       a->d_initial_state ? a->d_initial_state : spare, s.seq_len, s.num_seqs, seg_chunks,
+                       (int)num_segs, a->d_final_state ? 1 : 0, a->d_initial_state ? 1 : 0, cp_log_tol,
+                       s.total_tokens, a->num_qk_heads, a->num_v_heads, s.num_chunks, io_state ? s.num_seqs : 1,
+                       s.num_seqs + 1, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }
 

@@ -63,8 +63,9 @@ Plan make_plan(const fgdn_forward_args& a) {
   off = align_up(off + (size_t)s.total_tokens * a.num_v_heads * 64 * elem);
   p.stats_off = off;
   off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
-  p.gvec_off = off;   // kernels_tl/common.py: GV_ROWS (9) rows of 64 fp32 per chunk and value head
-  off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 9 * 64 * sizeof(float));
+  p.gvec_off = off;   // FGDN_GATE_VECTOR_ROWS rows of 64 fp32 per chunk and value head
+  off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * FGDN_GATE_VECTOR_ROWS * 64 *
+                           sizeof(float));
   if (s.seq_len == 0) {
     p.chunk_offsets_off = off;
     off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));

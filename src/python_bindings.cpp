@@ -138,8 +138,8 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "backward_dstates",
       [](int dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens, uintptr_t chunk_offsets,
-         int num_chunks, int num_qk_heads, int num_v_heads, float scale, uintptr_t q, uintptr_t k, uintptr_t d_out,
-         uintptr_t L, uintptr_t beta, uintptr_t q_norm_factor, uintptr_t k_norm_factor, uintptr_t gate_vectors,
+         int num_chunks, int num_qk_heads, int num_v_heads, uintptr_t q, uintptr_t k, uintptr_t d_out,
+         uintptr_t L, uintptr_t gate_vectors,
          uintptr_t dht, uintptr_t chunk_dstates_t,
          uintptr_t dv_new, uintptr_t dh0, uintptr_t stream, int cp_segment_chunks, float cp_tolerance,
          uintptr_t chunk_stats, uintptr_t seg_offsets) {
@@ -148,14 +148,10 @@ PYBIND11_MODULE(_C, m) {
         a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
         a.num_qk_heads = num_qk_heads;
         a.num_v_heads = num_v_heads;
-        a.scale = scale;
         a.q = ptr<const void>(q);
         a.k = ptr<const void>(k);
         a.d_out = ptr<const void>(d_out);
         a.L = ptr<const void>(L);
-        a.beta = ptr<const float>(beta);
-        a.q_norm_factor = ptr<const float>(q_norm_factor);
-        a.k_norm_factor = ptr<const float>(k_norm_factor);
         a.gate_vectors = ptr<const float>(gate_vectors);
         a.d_final_state = ptr<const float>(dht);
         a.chunk_dstates_t = ptr<void>(chunk_dstates_t);
@@ -169,8 +165,7 @@ PYBIND11_MODULE(_C, m) {
       },
       py::arg("dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"), py::arg("cu_seqlens"),
       py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"), py::arg("num_v_heads"),
-      py::arg("scale"), py::arg("q"), py::arg("k"), py::arg("d_out"), py::arg("L"), py::arg("beta"),
-      py::arg("q_norm_factor"), py::arg("k_norm_factor"), py::arg("gate_vectors"), py::arg("dht"), py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dh0"),
+      py::arg("q"), py::arg("k"), py::arg("d_out"), py::arg("L"), py::arg("gate_vectors"), py::arg("dht"), py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dh0"),
       py::arg("stream"), py::arg("cp_segment_chunks") = 0, py::arg("cp_tolerance") = 1e-6f, py::arg("chunk_stats") = 0,
       py::arg("seg_offsets") = 0);
   m.def(

@@ -57,7 +57,7 @@ def test_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32):
     bound = n_chunks if lens is None else T // 64 + len(lens)
     L = torch.full((B, T, HV, 64), float("nan"), dtype=dtype, device="cuda")
     stats = torch.full((bound, HV, 2), float("nan"), dtype=torch.float32, device="cuda")
-    gvec = torch.full((bound, HV, 9, 64), float("nan"), dtype=torch.float32, device="cuda")
+    gvec = torch.full((bound, HV, ops.GATE_VECTOR_ROWS, 64), float("nan"), dtype=torch.float32, device="cuda")
     ops.chunk_prep(x["k"], beta, x["g"], cu_seqlens=x["cu_seqlens"], use_qk_l2norm=l2, q=x["q"],
                    out=(L, stats, gvec))
     torch.cuda.synchronize()
@@ -73,6 +73,16 @@ def test_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32):
     assert torch.isfinite(gvec[:n_chunks]).all()
     assert rel_err(gvec[:n_chunks, :, 7, 63], stats[:n_chunks, :, 0]) < 1e-5
     assert rel_err(gvec[:n_chunks, :, 8, 0], stats[:n_chunks, :, 0].exp()) < 1e-5
+    # the backward's rows (9..13) are plain factors, zero past each sequence's end
+    seq_lens = lens if lens is not None else [T] * B
+    nvalid = torch.tensor([min(64, n - 64 * c) for n in seq_lens for c in range((n + 63) // 64)], device="cuda")
+    valid = (torch.arange(64, device="cuda")[None, :] < nvalid[:, None]).float()[:, None, :]   # [chunks, 1, 64]
+    gc = gvec[:n_chunks, :, 7].double()
+    assert rel_err(gvec[:n_chunks, :, 9], gc.exp() * valid) < 1e-5
+    if not l2:
+        assert rel_err(gvec[:n_chunks, :, 11], (gc[:, :, 63:] - gc).exp() * valid) < 1e-5
+        assert torch.equal(gvec[:n_chunks, :, 13], valid.expand_as(gvec[:n_chunks, :, 13]))
+        assert (gvec[:n_chunks, :, 10] * (1 - valid) == 0).all()
 
 
 def test_chunk_prep_misaligned_k():

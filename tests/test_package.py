@@ -81,3 +81,21 @@ def test_gpu_op_without_gpu_raises_clear_error():
         _native.require_gpu(torch.device("cuda", 0))
     status, msg = _native.ext().check_device(0)
     assert status != 0 and msg
+
+
+def test_gate_vector_rows_agree():
+    """The gate-vector table's row count lives in three places (kernels, C header, Python)."""
+    import re
+
+    from flashgdn import ops
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    common = os.path.join(root, "kernels_tl", "common.py")
+    header = os.path.join(root, "src", "include", "flashgdn", "flashgdn.h")
+    if not (os.path.exists(common) and os.path.exists(header)):
+        pytest.skip("not run from a source checkout")
+    with open(common) as f:
+        kernel_rows = int(re.search(r"^GV_ROWS = (\d+)", f.read(), re.M).group(1))
+    with open(header) as f:
+        header_rows = int(re.search(r"#define FGDN_GATE_VECTOR_ROWS (\d+)", f.read()).group(1))
+    assert kernel_rows == header_rows == ops.GATE_VECTOR_ROWS

@@ -112,7 +112,7 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
         problem = Problem(B, T, H, HV, 128, 128, lay.num_seqs,
                           tuple((cu_seqlens[1:] - cu_seqlens[:-1]).tolist()) if cu_seqlens is not None else None)
     L, stats, gvec = ops.chunk_prep(kf.view(B, T, H, -1), bf.view(B, T, HV), gf.view(B, T, HV), cu_seqlens=cu_seqlens,
-                                use_qk_l2norm=rk is not None, q=qf.view(B, T, H, -1), layout=lay)
+                                use_qk_l2norm=rk is not None, q=qf.view(B, T, H, -1), scale=scale, layout=lay)
     L = L.view(Ttot, HV, 64)
     nc = gvec.shape[0]
     dt = _native.dtype_code(qf.dtype)
@@ -137,10 +137,9 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     ext = _native.ext()
     stream = _native.stream_handle(device)
     with torch.cuda.device(device):
-        ext.backward_dstates(dt, Ttot, lay.num_seqs, lay.seq_len, cu, co, nc, H, HV, float(scale), qf.data_ptr(),
-                             kf.data_ptr(), dof.data_ptr(), L.data_ptr(), bf.data_ptr(),
-                             rq.data_ptr() if rq is not None else 0, rk.data_ptr() if rk is not None else 0,
-                             gvec.data_ptr(),
+        # beta, the norm factors and the scale reach the reverse pass through gvec (made above)
+        ext.backward_dstates(dt, Ttot, lay.num_seqs, lay.seq_len, cu, co, nc, H, HV, qf.data_ptr(),
+                             kf.data_ptr(), dof.data_ptr(), L.data_ptr(), gvec.data_ptr(),
                              dht.data_ptr() if dht is not None else 0, dhsT.data_ptr(), dv_new.data_ptr(),
                              dh0.data_ptr() if dh0 is not None else 0, stream, seg_chunks, float(cp_tolerance),
                              stats.data_ptr(), seg_offsets.data_ptr() if seg_offsets is not None else 0)

@@ -11,6 +11,10 @@ import torch
 from . import _native
 from ._layout import seq_layout
 
+# Rows of chunk_prep's gate-vector table: FGDN_GATE_VECTOR_ROWS in flashgdn.h, GV_ROWS in
+# kernels_tl/common.py (tests/test_package.py checks the three agree).
+GATE_VECTOR_ROWS = 14
+
 
 def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
                use_qk_l2norm: bool = False, q: torch.Tensor | None = None, scale: float | None = None,
@@ -24,7 +28,7 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     its row of its chunk's ``(I + StrictLower(diag(beta) K K^T))^-1`` (chunks start at each
     sequence's first token); stats ``[num_chunks, HV, 2]`` fp32 = (sum of g over the chunk,
     max of beta_t |k_t|^2) with chunks numbered sequence by sequence (rows past the number
-    of real chunks are unspecified); gate vectors ``[num_chunks, HV, 9, 64]`` fp32 (the fused
+    of real chunks are unspecified); gate vectors ``[num_chunks, HV, GATE_VECTOR_ROWS, 64]`` fp32 (the fused
     forward's per-token factors, rows as in kernels_tl/common.py GV_*; q is needed with
     ``use_qk_l2norm``). ``out`` supplies the three buffers (tests poison them); ``layout`` a
     ``_layout.seq_layout`` of the same (B, T, cu_seqlens) already built by the caller.
@@ -46,11 +50,11 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     if out is None:
         L = torch.empty(B, T, HV, 64, dtype=k.dtype, device=k.device)
         stats = torch.empty(nc, HV, 2, dtype=torch.float32, device=k.device)
-        gvec = torch.empty(nc, HV, 9, 64, dtype=torch.float32, device=k.device)
+        gvec = torch.empty(nc, HV, GATE_VECTOR_ROWS, 64, dtype=torch.float32, device=k.device)
     else:
         L, stats, gvec = out
-        if gvec.shape[0] < lay.num_chunks or gvec.shape[1:] != (HV, 9, 64) or gvec.dtype != torch.float32:
-            raise ValueError(f"out[2] must be float32 [>= {lay.num_chunks}, {HV}, 9, 64]")
+        if gvec.shape[0] < lay.num_chunks or gvec.shape[1:] != (HV, GATE_VECTOR_ROWS, 64) or gvec.dtype != torch.float32:
+            raise ValueError(f"out[2] must be float32 [>= {lay.num_chunks}, {HV}, {GATE_VECTOR_ROWS}, 64]")
         if L.shape != (B, T, HV, 64) or L.dtype != k.dtype or not L.is_contiguous():
             raise ValueError(f"out[0] must be a contiguous {k.dtype} tensor of shape {(B, T, HV, 64)}")
         if stats.shape[0] < lay.num_chunks or stats.shape[1:] != (HV, 2) or stats.dtype != torch.float32:

@@ -81,12 +81,15 @@ typedef struct fgdn_seqs {
  * written to `L` [total_tokens, num_v_heads, 64] in `dtype` (row t holds the row of the
  * chunk's matrix for token t); `chunk_stats` [num_chunks, num_v_heads, 2] fp32:
  * (sum of g over the chunk, max over its tokens of beta_t * |k_t|^2); and `gate_vectors`
- * [num_chunks, num_v_heads, 9, 64] fp32, the per-token gate/normalisation factors the fused
- * forward applies (layout: kernels_tl/common.py GV_*; the forward's input, not a stable API).
+ * [num_chunks, num_v_heads, FGDN_GATE_VECTOR_ROWS, 64] fp32, the per-token gate/normalisation
+ * factors the fused forward and the backward's reverse pass apply (layout: kernels_tl/common.py
+ * GV_*; their input, not a stable API).
  * Chunks are numbered sequence by sequence. `q` is read only with use_qk_l2norm (may be NULL
  * otherwise); `scale` is the attention scale folded into the factors. `k` must be 16-byte
  * aligned (read with TMA).
  */
+#define FGDN_GATE_VECTOR_ROWS 14   /* == kernels_tl/common.py GV_ROWS */
+
 typedef struct fgdn_chunk_prep_args {
   fgdn_dtype dtype;       /* of k and L */
   fgdn_dtype beta_dtype;  /* dtype or FGDN_FP32 */
@@ -158,7 +161,7 @@ FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace
  * varlen needs `seqs.chunk_offsets` (as for fgdn_chunk_prep).
  *
  * fgdn_backward_dstates: the reverse pass. Given do [total_tokens, HV, 128] and d(final state)
- * (NULL: zero), writes the gradient of the state at the end of every chunk, transposed, into
+ * (NULL: zero) (q, k, d_out, L and gate_vectors are read with TMA: 16-byte aligned), writes the gradient of the state at the end of every chunk, transposed, into
  * `chunk_dstates_t` [num_chunks, HV, 128, 128] fp32, dv_new of every token into `dv_new` (fp32)
  * and, when `d_initial_state` is non-NULL, the gradient of the initial state [N, HV, 128, 128]
  * fp32 (sequences with no tokens pass d(final state) through).
@@ -168,15 +171,12 @@ typedef struct fgdn_backward_dstates_args {
   fgdn_seqs seqs;
   int num_qk_heads;
   int num_v_heads;
-  float scale;
   const void* q;
   const void* k;
   const void* d_out;
   const void* L;
-  const float* beta;
-  const float* q_norm_factor;   /* both or neither: NULL uses q, k as they are */
-  const float* k_norm_factor;
-  const float* gate_vectors;
+  const float* gate_vectors;   /* fgdn_chunk_prep's, made with the forward's scale and norm: beta,
+                                   the norm factors and the scale reach the reverse pass through it */
   const float* d_final_state;   /* or NULL (zero) */
   void* chunk_dstates_t;
   void* dv_new;

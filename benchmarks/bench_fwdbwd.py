@@ -6,6 +6,7 @@ step = forward with every input requiring grad (q, k, v, g, beta, h0) + backward
 device memory for one step (torch.cuda.max_memory_allocated over the inputs' footprint).
 
   python benchmarks/bench_fwdbwd.py --configs acceptance --json out.json
+  python benchmarks/bench_fwdbwd.py --only 0 --only 1 --json part1.json
 
 FLA 0.6.0 refuses its backward on Hopper with Triton < 3.7.1 unless tilelang is importable
 (then it uses its TileLang kernels): install the FlashQLA anchor set (which brings tilelang)
@@ -37,13 +38,18 @@ def main():
     ap.add_argument("--gates", default="decay")
     ap.add_argument("--cp", default="auto")
     ap.add_argument("--json")
+    ap.add_argument("--only", type=int, action="append",
+                    help="run only this index of the config set (repeatable): FlashQLA's first backward "
+                         "call of a shape JIT-compiles for minutes, so long sets may need several runs")
     args = ap.parse_args()
     cp = None if args.cp == "none" else ("auto" if args.cp == "auto" else int(args.cp))
     dev = torch.cuda.get_device_name()
     print(f"# {dev}, torch {torch.__version__}, gates={args.gates}; fwd+bwd step, medians of do_bench (ms); "
           "peak extra memory (GB)", flush=True)
     rows = []
-    for B, T, H, HV, lens in config_sets()[args.configs]:
+    for i, (B, T, H, HV, lens) in enumerate(config_sets()[args.configs]):
+        if args.only and i not in args.only:
+            continue
         x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda",
                         cu_seqlens=cu_from_lens(lens) if lens else None, gates=args.gates, seed=0)
         leaves = [x[n].detach().clone().requires_grad_(True) for n in ("q", "k", "v", "g", "beta", "initial_state")]

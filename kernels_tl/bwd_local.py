@@ -33,7 +33,7 @@ dS'^T (fp32, rounded), gc, beta, rq, rk (fp32 vectors).
   dgc[63] += sum_t t_kd + exp(gl) <S, dS'>;  dg = reverse cumsum of dgc over the chunk
 
 dq, dk are written per value head in fp32 (the caller sums each GVA group and differentiates the
-L2 norm); dv, dg, dbeta in fp32.
+L2 norm); dv in the input dtype (it is final: one rounding, and half the bytes); dg, dbeta in fp32.
 """
 
 import tilelang
@@ -77,7 +77,7 @@ def build(dtype: str):
         chunk_offsets: T.Tensor((NS1,), "int32"),
         dq: T.Tensor((Ttot, HV, D), "float32"),
         dk: T.Tensor((Ttot, HV, D), "float32"),
-        dv: T.Tensor((Ttot, HV, D), "float32"),
+        dv: T.Tensor((Ttot, HV, D), dtype),
         dg: T.Tensor((Ttot, HV), "float32"),
         dbeta: T.Tensor((Ttot, HV), "float32"),
         seq_len: T.int32,
@@ -202,7 +202,7 @@ def build(dtype: str):
                 else:
                     for i, j in T.Parallel(C, D):
                         if i < nvalid:
-                            dv[t0 + i, hv, j] = dr_f[i, j]
+                            dv[t0 + i, hv, j] = T.cast(dr_f[i, j], dtype)
                 for i, j in T.Parallel(C, D):
                     r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
                     dre_s[i, j] = T.cast(-T.exp(gc_s[i]) * dr_f[i, j], dtype)

@@ -195,7 +195,7 @@ PYBIND11_MODULE(_C, m) {
         a.dv_new = ptr<const float>(dv_new);
         a.dq = ptr<float>(dq);
         a.dk = ptr<float>(dk);
-        a.dv = ptr<float>(dv);
+        a.dv = ptr<void>(dv);
         a.dg = ptr<float>(dg);
         a.dbeta = ptr<float>(dbeta);
         raise_on_error(fgdn_backward_chunk_grads(&a, ptr<CUstream_st>(stream)));

@@ -69,13 +69,14 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
 def chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq=None, rk=None):
     """The per-chunk gradients (kernels_tl/bwd_local.py) from sequential_stages' outputs ``st``
     on the same token-packed inputs. Returns fp32 dq, dk ``[Ttot, HV, K]`` (per value head, of
-    the normalised q / k when rq, rk are given), dv ``[Ttot, HV, V]``, dg, dbeta ``[Ttot, HV]``."""
+    the normalised q / k when rq, rk are given), dv ``[Ttot, HV, V]`` in vf's dtype, fp32 dg,
+    dbeta ``[Ttot, HV]``."""
     Ttot, _, K = qf.shape
     V = vf.shape[-1]
     device = qf.device
     f32 = dict(dtype=torch.float32, device=device)
     dq, dk = torch.empty(Ttot, HV, K, **f32), torch.empty(Ttot, HV, K, **f32)
-    dv = torch.empty(Ttot, HV, V, **f32)
+    dv = torch.empty(Ttot, HV, V, dtype=vf.dtype, device=device)   # final: written in the input dtype
     dg, db = torch.empty(Ttot, HV, **f32), torch.empty(Ttot, HV, **f32)
     cu, co = lay.pointers()
     nc = st["gvec"].shape[0]

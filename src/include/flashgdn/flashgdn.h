@@ -192,10 +192,10 @@ typedef struct fgdn_backward_dstates_args {
 /*
  * fgdn_backward_chunk_grads: the per-chunk gradients, independent across chunks. From the
  * inputs, `chunk_states_t` (fgdn_forward), `chunk_dstates_t` and `dv_new`
- * (fgdn_backward_dstates), writes for every token, all fp32: `dq`, `dk` [total_tokens, HV, 128]
+ * (fgdn_backward_dstates), writes for every token: `dq`, `dk` [total_tokens, HV, 128] fp32
  * per value head (the gradient of the normalised q / k when norm factors are given; the caller
- * sums each GVA group and differentiates the norm), `dv` [total_tokens, HV, 128], `dg` and
- * `dbeta` [total_tokens, HV].
+ * sums each GVA group and differentiates the norm), `dv` [total_tokens, HV, 128] in `dtype`,
+ * `dg` and `dbeta` [total_tokens, HV] fp32.
  */
 typedef struct fgdn_backward_chunk_grads_args {
   fgdn_dtype dtype;             /* q, k, v, d_out, L */
@@ -217,7 +217,7 @@ typedef struct fgdn_backward_chunk_grads_args {
   const float* dv_new;
   float* dq;
   float* dk;
-  float* dv;
+  void* dv;                     /* in dtype */
   float* dg;
   float* dbeta;
 } fgdn_backward_chunk_grads_args;

@@ -21,7 +21,8 @@ dS'^T (fp32, rounded), gc, beta, rq, rk (fp32 vectors).
   VN   = Au R                                                          wgmma m64n128k64
   dAu  = dV_new R^T,  dP = scale dO VN^T (s <= t)                      wgmma m64n64k128 x 2
          (the diagonals dAu_tt, dP_tt in fp32 from unrounded operands: for a lone token each is one
-         128-term dot product that cancellation would strip of digits with bf16 operands)
+         128-term dot product that cancellation would strip of digits with bf16 operands; dQKn's
+         diagonal reaches dq, dk in fp32 too, outside the bf16 GEMM operands)
   dbeta_s = sum_t dAu_ts M_ts (M = G * L),  dL = (dAu diag(beta)) * G
   dQKn = G * dP,  dG = dAu diag(beta) * L + dP * QKn,  dgc += rowsum(dG * G) - colsum(dG * G)
   dA   = -StrictLower(L^T dL L^T)                                      wgmma m64n64k64 x 2
@@ -124,6 +125,8 @@ def build(dtype: str):
             dot_s = T.alloc_shared((C,), acc)          # row-pair partials of <S, dS'>
             dd_s = T.alloc_shared((C,), acc)           # dAu's diagonal, fp32
             dpd_s = T.alloc_shared((C,), acc)          # dP's diagonal, fp32
+            dqd_s = T.alloc_shared((C,), acc)          # dQKn's diagonal, fp32
+            rlo_s = T.alloc_shared((C,), acc)          # <dO_t, R_t - bf16(R_t)>
 
             kk_f = T.alloc_fragment((C, C), acc)
             qk_f = T.alloc_fragment((C, C), acc)
@@ -219,18 +222,26 @@ def build(dtype: str):
                 T.reduce_sum(red_f, row2_f, dim=1)
                 for i in T.Parallel(C):
                     dd_s[i] = row2_f[i]
+                # <dO_t, R_t - bf16(R_t)>: what rounding R for the VN GEMM takes from dP's diagonal
+                for i, j in T.Parallel(C, D):
+                    r32 = T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]
+                    red_f[i, j] = T.cast(do_s[i, j], acc) * (r32 - T.cast(T.cast(r32, dtype), acc))
+                T.reduce_sum(red_f, row_f, dim=1)
+                for i in T.Parallel(C):
+                    rlo_s[i] = row_f[i]
                 T.sync_threads()
 
                 # ---- VN = Au R; dAu = dV_new R^T; dP = dO VN^T ----
                 T.gemm(au_s, r_s, vn_f, clear_accum=True)
                 T.gemm(dvn_s, r_s, dau_f, transpose_B=True, clear_accum=True)
                 T.copy(vn_f, vn_s)
-                # dP's diagonal <dO_t, VN_t> in fp32 (VN unrounded), for the same reason as dbeta's
+                # dP's diagonal <dO_t, VN_t> in fp32 (VN unrounded, and its own term Au_tt R_t with
+                # R's rounding put back), for the same reason as dbeta's
                 for i, j in T.Parallel(C, D):
                     red_f[i, j] = T.cast(do_s[i, j], acc) * vn_f[i, j]
                 T.reduce_sum(red_f, row2_f, dim=1)
                 for i in T.Parallel(C):
-                    dpd_s[i] = row2_f[i]
+                    dpd_s[i] = row2_f[i] + T.cast(au_s[i, i], acc) * rlo_s[i]
                 T.sync_threads()
                 T.gemm(do_s, vn_s, dp_f, transpose_B=True, clear_accum=True)
 
@@ -247,8 +258,12 @@ def build(dtype: str):
                     mb_f[i, j] = dauv * gij * lij
                     gg_f[i, j] = dgm * gij
                     dl_s[i, j] = T.cast(dm * gij, dtype)
-                    qka_s[i, j] = T.cast(dqk * rk_s[j], dtype)
-                    qkb_s[i, j] = T.cast(dqk * rq_s[i], dtype)
+                    # the diagonal goes to dq, dk in fp32 below (dqd_s): for a lone token it is the
+                    # whole term, and a bf16-rounded scalar per value head can cancel in a GVA sum
+                    qka_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rk_s[j]), dtype)
+                    qkb_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rq_s[i]), dtype)
+                    if i == j:
+                        dqd_s[i] = dqk
                 T.reduce_sum(gg_f, row_f, dim=1)
                 T.reduce_sum(gg_f, col_f, dim=0)
                 T.reduce_sum(mb_f, col2_f, dim=0)
@@ -284,7 +299,7 @@ def build(dtype: str):
                 for i in T.Parallel(C):
                     dgc_s[i] = dgc_s[i] + scale * T.exp(gc_s[i]) * rq_s[i] * row_f[i]
                 for i, j in T.Parallel(C, D):
-                    y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j]
+                    y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j] + dqd_s[i] * rk_s[i] * T.cast(k_s[i, j], acc)
                 T.sync_threads()
                 T.gemm(qka_s, k_s, y_f)
                 if nvalid == C:
@@ -317,7 +332,7 @@ def build(dtype: str):
                 for i in T.Parallel(C):
                     tkd_s[i] = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * row_f[i]
                 for i, j in T.Parallel(C, D):
-                    kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j]
+                    kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j] + dqd_s[i] * rq_s[i] * T.cast(q_s[i, j], acc)
                 T.gemm(qkb_s, q_s, kd_f, transpose_A=True)
                 T.gemm(dre_s, sh_s, kd_f)
                 T.gemm(bs_s, k_s, kd_f)

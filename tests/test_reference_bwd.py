@@ -41,24 +41,3 @@ def test_staged_backward_matches_autograd(B, T, H, HV, lens, h0, with_dht, gates
     for name, a, b in zip(("dq", "dk", "dv", "dg", "dbeta", "dh0"), got, ref):
         err = ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
         assert err < 1e-9, (name, err)
-
-
-def test_local_grads_in_batches_equal_one_batch():
-    # The GPU path runs the local stage over slices of chunks into preallocated outputs.
-    x = make_inputs(1, 300, 1, 2, K=16, V=8, dtype=torch.float64, cu_seqlens=[0, 1, 129, 300])
-    do = torch.randn(1, 300, 2, 8, dtype=torch.float64)
-    flat = lambda t: t.reshape((300,) + tuple(t.shape[2:]))  # noqa: E731
-    q, k, v, g, b, d = map(flat, (x["q"], x["k"], x["v"], x["g"], x["beta"], do))
-    idx = RB.chunk_index(1, 300, x["cu_seqlens"], "cpu")
-    hs, vn = RB.chunk_states(k, v, g, b, idx, x["initial_state"])
-    dhs, dvn, _ = RB.chunk_dstates(q, k, g, b, d, idx, 0.25, 3)
-    whole = RB.chunk_local_grads(q, k, v, g, b, d, hs, dhs, vn, dvn, idx, 0.25)
-    # one scratch row at the end of each output takes the padding rows
-    outs = [torch.full((t.shape[0] + 1,) + tuple(t.shape[1:]), float("nan"), dtype=t.dtype) for t in whole]
-    # varlen chunk bound: idx has more chunks than the sequences need; the extra ones are empty
-    assert idx.num_chunks > 1 + 2 + 3
-    for j0 in range(0, idx.num_chunks, 2):
-        sl = slice(j0, j0 + 2)
-        RB.chunk_local_grads(q, k, v, g, b, d, hs[sl], dhs[sl], vn, dvn, idx.slice(sl), 0.25, out=outs)
-    for a, b in zip(outs, whole):
-        assert torch.equal(a[:-1], b)

@@ -49,9 +49,6 @@ class ChunkIndex:
     def num_chunks(self) -> int:
         return self.tok.shape[0]
 
-    def slice(self, sl: slice) -> "ChunkIndex":
-        return ChunkIndex(self.tok[sl], self.valid[sl], self.seq[sl], self.pos[sl])
-
 
 def chunk_index(B: int, T: int, cu_seqlens: torch.Tensor | None, device) -> ChunkIndex:
     rows = torch.arange(CHUNK, device=device)
@@ -170,11 +167,10 @@ def chunk_dstates(q, k, g, beta, do, idx: ChunkIndex, scale: float, num_seqs: in
 
 
 def chunk_local_grads(q, k, v, g, beta, do, hs, dhs, v_new, dv_new, idx: ChunkIndex, scale: float,
-                      dtype=torch.float64, out=None):
+                      dtype=torch.float64):
     """Stage 3, batched over the chunks of ``idx`` (``hs``/``dhs`` hold those chunks). Returns
     dq, dk ``[Ttot, HV, K]`` (per value head: the caller sums each GVA group), dv ``[Ttot, HV, V]``,
-    dg, dbeta ``[Ttot, HV]``; with ``out`` (those five tensors, each with one extra scratch row at
-    the end that takes the padding rows) writes the chunks' rows there without a host sync."""
+    dg, dbeta ``[Ttot, HV]``."""
     Ttot, H, K = k.shape
     HV = v.shape[1]
     heads = _heads(H, HV, k.device)
@@ -231,15 +227,7 @@ def chunk_local_grads(q, k, v, g, beta, do, hs, dhs, v_new, dv_new, idx: ChunkIn
     dgc = dgc + dGG.sum(-1) - dGG.sum(-2)
     dgc[..., -1] += dgl
     dg = dgc.flip(-1).cumsum(-1).flip(-1)
-    grads = (dq, dk, dv, dg, dbeta)
-    if out is None:
-        return tuple(scatter_chunks(x, idx, Ttot) for x in grads)
-    scratch = out[0].shape[0] - 1
-    rows = torch.where(idx.valid, idx.tok, torch.full_like(idx.tok, scratch)).reshape(-1)
-    for dst, x in zip(out, grads):
-        x = x.transpose(1, 2)                                 # [NC, 64, HV, ...]
-        dst.index_put_((rows,), x.reshape((rows.numel(),) + tuple(x.shape[2:])).to(dst.dtype))
-    return out
+    return tuple(scatter_chunks(x, idx, Ttot) for x in (dq, dk, dv, dg, dbeta))
 
 
 def group_sum(x: torch.Tensor, H: int) -> torch.Tensor:

@@ -42,6 +42,18 @@ import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, locate_item, variant_symbol
 
+
+@T.macro
+def store_rows(frag, dst, t0, nvalid, head):
+    """dst[t0 + i, head, :] = frag[i, :] (cast to dst's dtype) for the chunk's valid rows: one
+    whole-tile copy for a full chunk, a row-masked loop for a sequence's last one."""
+    if nvalid == frag.shape[0]:
+        T.copy(frag, dst[t0:t0 + frag.shape[0], head, 0:frag.shape[1]])
+    else:
+        for i, j in T.Parallel(frag.shape[0], frag.shape[1]):
+            if i < nvalid:
+                dst[t0 + i, head, j] = T.cast(frag[i, j], dst.dtype)
+
 NAME = "bwd_local"
 # plain vectorised tile loads, not TMA: TMA destinations are kept out of the shared-memory merge
 # (285 KB instead of 199 KB)
@@ -200,12 +212,7 @@ def build(dtype: str):
                 T.gemm(au_s, dvn_s, dr_f, transpose_A=True, clear_accum=True)
                 T.gemm(k_s, sh_s, x_f, transpose_B=True, clear_accum=True)
                 T.gemm(k_s, sl_s, x_f, transpose_B=True)
-                if nvalid == C:
-                    T.copy(dr_f, dv[t0:t0 + C, hv, 0:D])
-                else:
-                    for i, j in T.Parallel(C, D):
-                        if i < nvalid:
-                            dv[t0 + i, hv, j] = T.cast(dr_f[i, j], dtype)
+                store_rows(dr_f, dv, t0, nvalid, hv)
                 for i, j in T.Parallel(C, D):
                     r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
                     dre_s[i, j] = T.cast(-T.exp(gc_s[i]) * dr_f[i, j], dtype)
@@ -302,12 +309,7 @@ def build(dtype: str):
                     y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j] + dqd_s[i] * rk_s[i] * T.cast(k_s[i, j], acc)
                 T.sync_threads()
                 T.gemm(qka_s, k_s, y_f)
-                if nvalid == C:
-                    T.copy(y_f, dq[t0:t0 + C, hv, 0:D])
-                else:
-                    for i, j in T.Parallel(C, D):
-                        if i < nvalid:
-                            dq[t0 + i, hv, j] = y_f[i, j]
+                store_rows(y_f, dq, t0, nvalid, hv)
                 T.sync_threads()
 
                 # ---- dS'^T (rounded) into the low-part buffer; <S, dS'> row-pair partials with
@@ -336,12 +338,7 @@ def build(dtype: str):
                 T.gemm(qkb_s, q_s, kd_f, transpose_A=True)
                 T.gemm(dre_s, sh_s, kd_f)
                 T.gemm(bs_s, k_s, kd_f)
-                if nvalid == C:
-                    T.copy(kd_f, dk[t0:t0 + C, hv, 0:D])
-                else:
-                    for i, j in T.Parallel(C, D):
-                        if i < nvalid:
-                            dk[t0 + i, hv, j] = kd_f[i, j]
+                store_rows(kd_f, dk, t0, nvalid, hv)
                 T.sync_threads()
 
                 # ---- dgc, dg, dbeta ----

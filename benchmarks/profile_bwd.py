@@ -54,7 +54,7 @@ def main():
         seq = lambda: BW.sequential_stages(qf, kf, vf, gf, bf, do, 128 ** -0.5, h0, dht, None, True,  # noqa: E731
                                            lay, H, HV)
         st = seq()
-        local = lambda: BW.chunk_grads(qf, kf, vf, bf, do, st, lay, H, HV, 128 ** -0.5)  # noqa: E731
+        local = lambda: BW.chunk_grads(qf, kf, vf, bf, do, st, lay, H, HV, 128 ** -0.5, gva_sum=True)  # noqa: E731
         with torch.no_grad():
             t_fwd, t_seq, t_loc = bench(fwd), bench(seq), bench(local)
         print(f"{label(B, T, H, HV, None):<22} forward {t_fwd:.3f}  chunk_prep+state pass (fused_fwd)+bwd_dstates {t_seq:.3f}  "

@@ -17,7 +17,7 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
       (G_ts exp(gc_s) = exp(gc_t), so Aw needs no per-element exp; P^T does, one per element)
 
   WG0 state (holds dS^T [64 V cols x 128 K] fp32 in registers), per chunk, last to first:
-      dS^T -> dhsT (fp32; own chunks only)                            store from registers
+      dS^T -> dhsT (input dtype, = dS_hi; own chunks only)            store from registers
       dv_new^T = (dS_hi^T + dS_lo^T) K^T diag(kf) + dvl^T            wgmma RS m64n64k128 x 2
           (dS^T split into bf16 high and low parts and the factor kf = exp(gc_last - gc) rk applied
           after the GEMM: a lone token's dbeta is one dot product of dv_new with v - w S, and
@@ -75,7 +75,7 @@ def build(dtype: str):
         cu_seqlens: T.Tensor((NS1,), "int32"),
         chunk_offsets: T.Tensor((NS1,), "int32"),
         seg_offsets: T.Tensor((NS1,), "int32"),
-        dhsT: T.Tensor((NCG, HV, D, D), "float32"),
+        dhsT: T.Tensor((NCG, HV, D, D), dtype),
         dvnew: T.Tensor((Ttot, HV, D), "float32"),
         dh0: T.Tensor((NST, HV, D, D), "float32"),
         seq_len: T.int32,
@@ -171,7 +171,7 @@ def build(dtype: str):
                             ds_lo[v, kk] = T.cast(dst[v, kk] - T.cast(ds_hi[v, kk], acc), dtype)
                         if own:
                             for v, kk in T.Parallel(DV, D):
-                                dhsT[gch - i, hv, c0 + v, kk] = dst[v, kk]
+                                dhsT[gch - i, hv, c0 + v, kk] = ds_hi[v, kk]
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(fullA[sa], pa)
                         T.wgmma_gemm(ds_hi, k_s[sa, :, :], dvt, transpose_B=True, clear_accum=True)

@@ -10,7 +10,7 @@ Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm ro
 V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (fp32 from
 bwd_dstates, rounded here), S^T [128 V, 128 K] (fp32 from the forward kernel's state pass,
 split into bf16 hi + lo),
-dS'^T (fp32, rounded), gc, beta, rq, rk (fp32 vectors).
+dS'^T (input dtype, from bwd_dstates), gc, beta, rq, rk (fp32 vectors).
 
   Kn = diag(rk) K, Qn = diag(rq) Q, E = exp(gc), G_ts = exp(gc_t - gc_s) (s <= t)
   Au = (G * L) diag(beta)
@@ -33,8 +33,9 @@ dS'^T (fp32, rounded), gc, beta, rq, rk (fp32 vectors).
   dKn  = diag(exp(gl - gc)) dKd + (diag(rq) dQKn)^T Q - (diag(E) dR) S^T + ((Bm + Bm^T) diag(rk)) K
   dgc[63] += sum_t t_kd + exp(gl) <S, dS'>;  dg = reverse cumsum of dgc over the chunk
 
-dq, dk are written per value head in fp32 (the caller sums each GVA group and differentiates the
-L2 norm); dv in the input dtype (it is final: one rounding, and half the bytes); dg, dbeta in fp32.
+dq, dk are fp32: per value head, or with gva_sum (GVA) added with float atomics into the rows of
+the group's q/k head (zeroed by the caller; summation order varies between runs) - the caller
+differentiates the L2 norm; dv in the input dtype (it is final: one rounding, and half the bytes); dg, dbeta in fp32.
 """
 
 import tilelang
@@ -54,6 +55,18 @@ def store_rows(frag, dst, t0, nvalid, head):
             if i < nvalid:
                 dst[t0 + i, head, j] = T.cast(frag[i, j], dst.dtype)
 
+
+@T.macro
+def add_rows(frag, dst, t0, nvalid, head):
+    """dst[t0 + i, head, :] += frag[i, :] with float atomics (a GVA group's value heads add into
+    one q/k head's rows), for the chunk's valid rows."""
+    if nvalid == frag.shape[0]:
+        T.atomic_add(dst[t0:t0 + frag.shape[0], head, 0:frag.shape[1]], frag)
+    else:
+        for i, j in T.Parallel(frag.shape[0], frag.shape[1]):
+            if i < nvalid:
+                T.atomic_add(dst[t0 + i, head, j], frag[i, j])
+
 NAME = "bwd_local"
 # plain vectorised tile loads, not TMA: TMA destinations are kept out of the shared-memory merge
 # (285 KB instead of 199 KB)
@@ -68,6 +81,7 @@ def build(dtype: str):
     NS1 = T.dynamic("NS1")
     NCG = T.dynamic("NCG")     # chunk rows of gvec / hsT / dhsT (and the grid)
     NRT = T.dynamic("NRT")     # rows of rq / rk (Ttot with the L2 norm, else 1)
+    NDH = T.dynamic("NDH")     # heads of dq / dk: HV (per value head) or H (GVA sums, gva_sum)
     C = CHUNK
     D = HEAD_DIM
     acc = "float32"
@@ -84,18 +98,19 @@ def build(dtype: str):
         rk: T.Tensor((NRT, H), "float32"),
         gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
         hsT: T.Tensor((NCG, HV, D, D), "float32"),
-        dhsT: T.Tensor((NCG, HV, D, D), "float32"),
+        dhsT: T.Tensor((NCG, HV, D, D), dtype),
         dvnew: T.Tensor((Ttot, HV, D), "float32"),
         cu_seqlens: T.Tensor((NS1,), "int32"),
         chunk_offsets: T.Tensor((NS1,), "int32"),
-        dq: T.Tensor((Ttot, HV, D), "float32"),
-        dk: T.Tensor((Ttot, HV, D), "float32"),
+        dq: T.Tensor((Ttot, NDH, D), "float32"),
+        dk: T.Tensor((Ttot, NDH, D), "float32"),
         dv: T.Tensor((Ttot, HV, D), dtype),
         dg: T.Tensor((Ttot, HV), "float32"),
         dbeta: T.Tensor((Ttot, HV), "float32"),
         seq_len: T.int32,
         num_seqs: T.int32,
         has_norm: T.int32,
+        gva_sum: T.int32,
         scale: T.float32,
     ):
         with T.Kernel(NCG, HV, threads=256) as (chunk, hv):
@@ -105,7 +120,11 @@ def build(dtype: str):
             seq_id = loc[0]
             t0 = loc[1] + loc[3] * C
             nvalid = T.min(loc[2] - t0, C)
-            hk = hv // (HV // H)
+            # the q/k head, computed once into a register: as an inline expression TileLang
+            # re-derives it (64-bit floor division) inside every q/k/dq/dk address
+            hkl = T.alloc_local((1,), "int32")
+            hkl[0] = hv // (HV // H)
+            hk = hkl[0]
 
             q_s = T.alloc_shared((C, D), dtype)
             k_s = T.alloc_shared((C, D), dtype)
@@ -220,55 +239,63 @@ def build(dtype: str):
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     dgc_s[i] = -T.exp(gc_s[i]) * rk_s[i] * row_f[i]
-                # dAu's diagonal <dV_new_t, R_t> in fp32 from the fp32 operands: for a lone token it
-                # is all of dbeta, and one 128-term dot of bf16-rounded vectors can lose most of its
-                # digits to cancellation
-                for i, j in T.Parallel(C, D):
-                    red_f[i, j] = (T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]) \
-                        * T.if_then_else(i < nvalid, dvnew[T.min(t0 + i, Ttot - 1), hv, j], 0.0)
-                T.reduce_sum(red_f, row2_f, dim=1)
-                for i in T.Parallel(C):
-                    dd_s[i] = row2_f[i]
-                # <dO_t, R_t - bf16(R_t)>: what rounding R for the VN GEMM takes from dP's diagonal
-                for i, j in T.Parallel(C, D):
-                    r32 = T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]
-                    red_f[i, j] = T.cast(do_s[i, j], acc) * (r32 - T.cast(T.cast(r32, dtype), acc))
-                T.reduce_sum(red_f, row_f, dim=1)
-                for i in T.Parallel(C):
-                    rlo_s[i] = row_f[i]
+                # A sequence's last (partial) chunk only: the diagonal terms in fp32 (dd_s, rlo_s,
+                # dpd_s, dqd_s below). A lone token's dbeta is all dAu_tt = <dV_new_t, R_t>, its dq,
+                # dk scale with dP_tt: single 128-term dots that bf16-rounded operands can strip of
+                # most digits by cancellation. In a full chunk the off-diagonal terms dominate and
+                # the GEMM's diagonal serves (these passes on every chunk cost 21% of the kernel).
+                if nvalid < C:
+                    # dAu's diagonal <dV_new_t, R_t> from the fp32 operands
+                    for i, j in T.Parallel(C, D):
+                        red_f[i, j] = (T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]) \
+                            * T.if_then_else(i < nvalid, dvnew[T.min(t0 + i, Ttot - 1), hv, j], 0.0)
+                    T.reduce_sum(red_f, row2_f, dim=1)
+                    for i in T.Parallel(C):
+                        dd_s[i] = row2_f[i]
+                    # <dO_t, R_t - bf16(R_t)>: what rounding R for the VN GEMM takes from dP's diagonal
+                    for i, j in T.Parallel(C, D):
+                        r32 = T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]
+                        red_f[i, j] = T.cast(do_s[i, j], acc) * (r32 - T.cast(T.cast(r32, dtype), acc))
+                    T.reduce_sum(red_f, row_f, dim=1)
+                    for i in T.Parallel(C):
+                        rlo_s[i] = row_f[i]
                 T.sync_threads()
 
                 # ---- VN = Au R; dAu = dV_new R^T; dP = dO VN^T ----
                 T.gemm(au_s, r_s, vn_f, clear_accum=True)
                 T.gemm(dvn_s, r_s, dau_f, transpose_B=True, clear_accum=True)
                 T.copy(vn_f, vn_s)
-                # dP's diagonal <dO_t, VN_t> in fp32 (VN unrounded, and its own term Au_tt R_t with
-                # R's rounding put back), for the same reason as dbeta's
-                for i, j in T.Parallel(C, D):
-                    red_f[i, j] = T.cast(do_s[i, j], acc) * vn_f[i, j]
-                T.reduce_sum(red_f, row2_f, dim=1)
-                for i in T.Parallel(C):
-                    dpd_s[i] = row2_f[i] + T.cast(au_s[i, i], acc) * rlo_s[i]
+                if nvalid < C:
+                    # dP's diagonal <dO_t, VN_t> in fp32 (VN unrounded, and its own term Au_tt R_t
+                    # with R's rounding put back), for the same reason as dbeta's
+                    for i, j in T.Parallel(C, D):
+                        red_f[i, j] = T.cast(do_s[i, j], acc) * vn_f[i, j]
+                    T.reduce_sum(red_f, row2_f, dim=1)
+                    for i in T.Parallel(C):
+                        dpd_s[i] = row2_f[i] + T.cast(au_s[i, i], acc) * rlo_s[i]
                 T.sync_threads()
                 T.gemm(do_s, vn_s, dp_f, transpose_B=True, clear_accum=True)
 
                 # ---- the 64 x 64 element-wise stage ----
+                partial = nvalid < C      # the fp32 diagonals above exist
                 for i, j in T.Parallel(C, C):
                     gij = T.if_then_else(T.And(j <= i, i < nvalid), T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)),
                                          0.0)
                     lij = T.cast(l_s[i, j], acc)
-                    dauv = T.if_then_else(i == j, dd_s[i], dau_f[i, j])
+                    dauv = T.if_then_else(T.And(i == j, partial), dd_s[i], dau_f[i, j])
                     dm = dauv * b_s[j]
-                    dpm = T.if_then_else(j <= i, scale * T.if_then_else(i == j, dpd_s[i], dp_f[i, j]), 0.0)
+                    dpm = T.if_then_else(j <= i, scale * T.if_then_else(T.And(i == j, partial), dpd_s[i], dp_f[i, j]),
+                                         0.0)
                     dqk = gij * dpm
                     dgm = dm * lij + dpm * qk_f[i, j] * rq_s[i] * rk_s[j]
                     mb_f[i, j] = dauv * gij * lij
                     gg_f[i, j] = dgm * gij
                     dl_s[i, j] = T.cast(dm * gij, dtype)
-                    # the diagonal goes to dq, dk in fp32 below (dqd_s): for a lone token it is the
-                    # whole term, and a bf16-rounded scalar per value head can cancel in a GVA sum
-                    qka_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rk_s[j]), dtype)
-                    qkb_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rq_s[i]), dtype)
+                    # in a partial chunk the diagonal goes to dq, dk in fp32 below (dqd_s): for a lone
+                    # token it is the whole term, and a bf16-rounded scalar per value head can
+                    # cancel in a GVA sum
+                    qka_s[i, j] = T.cast(T.if_then_else(T.And(i == j, partial), 0.0, dqk * rk_s[j]), dtype)
+                    qkb_s[i, j] = T.cast(T.if_then_else(T.And(i == j, partial), 0.0, dqk * rq_s[i]), dtype)
                     if i == j:
                         dqd_s[i] = dqk
                 T.reduce_sum(gg_f, row_f, dim=1)
@@ -305,18 +332,25 @@ def build(dtype: str):
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     dgc_s[i] = dgc_s[i] + scale * T.exp(gc_s[i]) * rq_s[i] * row_f[i]
-                for i, j in T.Parallel(C, D):
-                    y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j] + dqd_s[i] * rk_s[i] * T.cast(k_s[i, j], acc)
+                if nvalid < C:
+                    for i, j in T.Parallel(C, D):
+                        y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j] + dqd_s[i] * rk_s[i] * T.cast(k_s[i, j], acc)
+                else:
+                    for i, j in T.Parallel(C, D):
+                        y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j]
                 T.sync_threads()
                 T.gemm(qka_s, k_s, y_f)
-                store_rows(y_f, dq, t0, nvalid, hv)
+                if gva_sum > 0:
+                    add_rows(y_f, dq, t0, nvalid, hk)
+                else:
+                    store_rows(y_f, dq, t0, nvalid, hv)
                 T.sync_threads()
 
                 # ---- dS'^T (rounded) into the low-part buffer; <S, dS'> row-pair partials with
                 # S = hi + lo (read just before each element is overwritten): one pass over dS'
                 for i, j in T.Parallel(C, D):
-                    ds_a = dhsT[chunk, hv, i, j]
-                    ds_b = dhsT[chunk, hv, C + i, j]
+                    ds_a = T.cast(dhsT[chunk, hv, i, j], acc)
+                    ds_b = T.cast(dhsT[chunk, hv, C + i, j], acc)
                     red_f[i, j] = (T.cast(sh_s[i, j], acc) + T.cast(sl_s[i, j], acc)) * ds_a \
                         + (T.cast(sh_s[C + i, j], acc) + T.cast(sl_s[C + i, j], acc)) * ds_b
                     sl_s[i, j] = T.cast(ds_a, dtype)
@@ -333,12 +367,20 @@ def build(dtype: str):
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     tkd_s[i] = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * row_f[i]
-                for i, j in T.Parallel(C, D):
-                    kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j] + dqd_s[i] * rq_s[i] * T.cast(q_s[i, j], acc)
+                if nvalid < C:
+                    for i, j in T.Parallel(C, D):
+                        kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j] \
+                            + dqd_s[i] * rq_s[i] * T.cast(q_s[i, j], acc)
+                else:
+                    for i, j in T.Parallel(C, D):
+                        kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j]
                 T.gemm(qkb_s, q_s, kd_f, transpose_A=True)
                 T.gemm(dre_s, sh_s, kd_f)
                 T.gemm(bs_s, k_s, kd_f)
-                store_rows(kd_f, dk, t0, nvalid, hv)
+                if gva_sum > 0:
+                    add_rows(kd_f, dk, t0, nvalid, hk)
+                else:
+                    store_rows(kd_f, dk, t0, nvalid, hv)
                 T.sync_threads()
 
                 # ---- dgc, dg, dbeta ----

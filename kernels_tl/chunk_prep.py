@@ -75,7 +75,9 @@ def build(dtype: str, beta_dtype: str):
             seq_id = loc[0]
             t0 = loc[1] + loc[3] * C
             nvalid = T.min(loc[2] - t0, C)
-            hk = hv // (HV // H)
+            hkl = T.alloc_local((1,), "int32")   # once, in a register (inline, the division
+            hkl[0] = hv // (HV // H)              # reappears in every address: the norm loop)
+            hk = hkl[0]
 
             k_s = T.alloc_shared((C, D), dtype)
             kk = T.alloc_fragment((C, C), acc)

@@ -19,8 +19,8 @@ using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* gvec,
 using LocalLaunch = int (*)(void* q, void* k, void* v, void* dout, void* L, void* beta, void* rq, void* rk,
                             void* gvec, void* hsT, void* dhsT, void* dvnew, void* cu_seqlens, void* chunk_offsets,
                             void* dq, void* dk, void* dv, void* dg, void* dbeta, int seq_len, int num_seqs,
-                            int has_norm, float scale, int Ttot, int H, int HV, int NRT, int NCG, int NS1,
-                            cudaStream_t stream);
+                            int has_norm, int gva_sum, float scale, int Ttot, int H, int HV, int NRT, int NCG,
+                            int NS1, int NDH, cudaStream_t stream);
 
 template <typename Fn>
 struct Kernel {
@@ -126,14 +126,24 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
   const fgdn_seqs& s = a->seqs;
   const bool norm = a->q_norm_factor != nullptr;
   float* spare = const_cast<float*>(a->gate_vectors);  // never read without the norm / varlen
+  // GVA sums: value heads add into their q/k head's rows (float atomics) of zeroed buffers
+  const bool gva_sum = a->gva_sum != 0 && a->num_v_heads != a->num_qk_heads;
+  const int dqk_heads = gva_sum ? a->num_qk_heads : a->num_v_heads;
+  if (gva_sum) {
+    const size_t bytes = (size_t)s.total_tokens * dqk_heads * 128 * sizeof(float);
+    for (float* buf : {a->dq, a->dk}) {
+      cudaError_t err = cudaMemsetAsync(buf, 0, bytes, stream);
+      if (err != cudaSuccess) return fail(FGDN_ERROR_CUDA, "zeroing dq / dk: %s", cudaGetErrorString(err));
+    }
+  }
   int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->v),
                        const_cast<void*>(a->d_out), const_cast<void*>(a->L), const_cast<float*>(a->beta),
                        norm ? const_cast<float*>(a->q_norm_factor) : spare,
                        norm ? const_cast<float*>(a->k_norm_factor) : spare, const_cast<float*>(a->gate_vectors),
-                       const_cast<float*>(a->chunk_states_t), const_cast<float*>(a->chunk_dstates_t),
+                       const_cast<float*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
                        const_cast<float*>(a->dv_new), seq_ptr(s.cu_seqlens, a->gate_vectors),
                        seq_ptr(s.chunk_offsets, a->gate_vectors), a->dq, a->dk, a->dv, a->dg, a->dbeta, s.seq_len,
-                       s.num_seqs, norm ? 1 : 0, a->scale, s.total_tokens, a->num_qk_heads, a->num_v_heads,
-                       norm ? s.total_tokens : 1, s.num_chunks, s.num_seqs + 1, stream);
+                       s.num_seqs, norm ? 1 : 0, gva_sum ? 1 : 0, a->scale, s.total_tokens, a->num_qk_heads,
+                       a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks, s.num_seqs + 1, dqk_heads, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }

@@ -59,13 +59,15 @@ Plan make_plan(const fgdn_forward_args& a) {
   }
   const size_t elem = 2;  // bf16 / fp16
   size_t off = 0;
-  p.L_off = off;
-  off = align_up(off + (size_t)s.total_tokens * a.num_v_heads * 64 * elem);
-  p.stats_off = off;
-  off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
-  p.gvec_off = off;   // FGDN_GATE_VECTOR_ROWS rows of 64 fp32 per chunk and value head
-  off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * FGDN_GATE_VECTOR_ROWS * 64 *
-                           sizeof(float));
+  if (!a.prep_L) {   // chunk_prep's outputs live here unless the caller supplies them
+    p.L_off = off;
+    off = align_up(off + (size_t)s.total_tokens * a.num_v_heads * 64 * elem);
+    p.stats_off = off;
+    off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
+    p.gvec_off = off;   // FGDN_GATE_VECTOR_ROWS rows of 64 fp32 per chunk and value head
+    off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * FGDN_GATE_VECTOR_ROWS *
+                             64 * sizeof(float));
+  }
   if (s.seq_len == 0) {
     p.chunk_offsets_off = off;
     off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
@@ -91,6 +93,11 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
   FGDN_REQUIRE(a->q && a->k && a->v && a->g && a->beta && a->o, "q, k, v, g, beta and o must be non-NULL");
   FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->v) && aligned16(a->o),
                "q, k, v and o must be 16-byte aligned (the kernels read and write them with TMA)");
+  const bool any_prep = a->prep_L || a->prep_chunk_stats || a->prep_gate_vectors;
+  const bool all_prep = a->prep_L && a->prep_chunk_stats && a->prep_gate_vectors;
+  FGDN_REQUIRE(!any_prep || all_prep, "prep_L, prep_chunk_stats and prep_gate_vectors: all three or none");
+  FGDN_REQUIRE(!all_prep || (aligned16(a->prep_L) && aligned16(a->prep_gate_vectors)),
+               "prep_L and prep_gate_vectors must be 16-byte aligned (read with TMA)");
   return FGDN_SUCCESS;
 }
 
@@ -162,11 +169,19 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
     // pass a valid address anyway
     seqs.chunk_offsets = reinterpret_cast<const int32_t*>(ws);
   }
-  void* L = ws + plan.L_off;
-  float* stats = reinterpret_cast<float*>(ws + plan.stats_off);
-  float* gvec = reinterpret_cast<float*>(ws + plan.gvec_off);
-  FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
-                          a->beta, a->g, L, stats, gvec, stream));
+  const void* L = a->prep_L;
+  const float* stats = a->prep_chunk_stats;
+  const float* gvec = a->prep_gate_vectors;
+  if (!L) {
+    void* L_ws = ws + plan.L_off;
+    float* stats_ws = reinterpret_cast<float*>(ws + plan.stats_off);
+    float* gvec_ws = reinterpret_cast<float*>(ws + plan.gvec_off);
+    FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
+                            a->beta, a->g, L_ws, stats_ws, gvec_ws, stream));
+    L = L_ws;
+    stats = stats_ws;
+    gvec = gvec_ws;
+  }
   FusedFwdLaunch f;
   f.variant = variant;
   f.seqs = seqs;

@@ -102,29 +102,37 @@ PYBIND11_MODULE(_C, m) {
     a.cp_segment_chunks = cp_segment_chunks;
     a.cp_tolerance = cp_tolerance;
     a.chunk_states_t = nullptr;
+    a.prep_L = nullptr;
+    a.prep_chunk_stats = nullptr;
+    a.prep_gate_vectors = nullptr;
     return a;
   };
   m.def(
       "forward_workspace_size",
       [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, int num_qk_heads,
-                 int num_v_heads, int cp_segment_chunks) {
+                 int num_v_heads, int cp_segment_chunks, uintptr_t prep_L) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, 0, num_qk_heads,
                                        num_v_heads, 1.0f, false, 0, 0, 0, 0, 0, 0, 0, 0, cp_segment_chunks, 0.f);
+        a.prep_L = ptr<const void>(prep_L);   // the size only asks whether it is given
         return fgdn_forward_workspace_size(&a);
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
-      py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("cp_segment_chunks"));
+      py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("cp_segment_chunks"), py::arg("prep_L") = 0);
   m.def(
       "forward",
       [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
                  int num_qk_heads, int num_v_heads, float scale, bool use_qk_l2norm, uintptr_t q, uintptr_t k,
                  uintptr_t v, uintptr_t g, uintptr_t beta, uintptr_t h0, uintptr_t o, uintptr_t ht,
                  int cp_segment_chunks, float cp_tolerance, uintptr_t workspace, size_t workspace_bytes,
-                 uintptr_t stream, uintptr_t chunk_states_t) {
+                 uintptr_t stream, uintptr_t chunk_states_t, uintptr_t prep_L, uintptr_t prep_chunk_stats,
+                 uintptr_t prep_gate_vectors) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, cu_seqlens, num_qk_heads,
                                        num_v_heads, scale, use_qk_l2norm, q, k, v, g, beta, h0, o, ht,
                                        cp_segment_chunks, cp_tolerance);
         a.chunk_states_t = ptr<float>(chunk_states_t);
+        a.prep_L = ptr<const void>(prep_L);
+        a.prep_chunk_stats = ptr<const float>(prep_chunk_stats);
+        a.prep_gate_vectors = ptr<const float>(prep_gate_vectors);
         raise_on_error(fgdn_forward(&a, ptr<void>(workspace), workspace_bytes, ptr<CUstream_st>(stream)));
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
@@ -132,7 +140,8 @@ PYBIND11_MODULE(_C, m) {
       py::arg("use_qk_l2norm"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("g"), py::arg("beta"),
       py::arg("h0"), py::arg("o"), py::arg("ht"), py::arg("cp_segment_chunks"), py::arg("cp_tolerance"),
       py::arg("workspace"),
-      py::arg("workspace_bytes"), py::arg("stream"), py::arg("chunk_states_t") = 0);
+      py::arg("workspace_bytes"), py::arg("stream"), py::arg("chunk_states_t") = 0, py::arg("prep_L") = 0,
+      py::arg("prep_chunk_stats") = 0, py::arg("prep_gate_vectors") = 0);
 
   // Backward stages (flashgdn/backward.py composes them with the per-chunk gradients).
   m.def(
@@ -174,7 +183,7 @@ PYBIND11_MODULE(_C, m) {
          int num_chunks, int num_qk_heads, int num_v_heads, float scale, uintptr_t q, uintptr_t k, uintptr_t v,
          uintptr_t d_out, uintptr_t L, uintptr_t beta, uintptr_t q_norm_factor, uintptr_t k_norm_factor,
          uintptr_t gate_vectors, uintptr_t chunk_states_t, uintptr_t chunk_dstates_t, uintptr_t dv_new, uintptr_t dq,
-         uintptr_t dk, uintptr_t dv, uintptr_t dg, uintptr_t dbeta, uintptr_t stream) {
+         uintptr_t dk, uintptr_t dv, uintptr_t dg, uintptr_t dbeta, uintptr_t stream, int gva_sum) {
         fgdn_backward_chunk_grads_args a;
         a.dtype = static_cast<fgdn_dtype>(dtype);
         a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
@@ -191,8 +200,9 @@ PYBIND11_MODULE(_C, m) {
         a.k_norm_factor = ptr<const float>(k_norm_factor);
         a.gate_vectors = ptr<const float>(gate_vectors);
         a.chunk_states_t = ptr<const float>(chunk_states_t);
-        a.chunk_dstates_t = ptr<const float>(chunk_dstates_t);
+        a.chunk_dstates_t = ptr<const void>(chunk_dstates_t);
         a.dv_new = ptr<const float>(dv_new);
+        a.gva_sum = gva_sum;
         a.dq = ptr<float>(dq);
         a.dk = ptr<float>(dk);
         a.dv = ptr<void>(dv);
@@ -205,5 +215,5 @@ PYBIND11_MODULE(_C, m) {
       py::arg("scale"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("d_out"), py::arg("L"), py::arg("beta"),
       py::arg("q_norm_factor"), py::arg("k_norm_factor"), py::arg("gate_vectors"), py::arg("chunk_states_t"),
       py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("dg"),
-      py::arg("dbeta"), py::arg("stream"));
+      py::arg("dbeta"), py::arg("stream"), py::arg("gva_sum") = 0);
 }

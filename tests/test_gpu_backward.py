@@ -119,6 +119,61 @@ def test_backward_stages_match_reference(lens, cp):
     for name, a, r in zip(("dq", "dk", "dv", "dg", "dbeta"), got, want):
         assert torch.isfinite(a).all(), name
         assert rel_err(a, r) < 1e-2, (name, rel_err(a, r))
+    # GVA sums in the kernel (float atomics into buffers the call zeroes) = the per-value-head
+    # gradients summed over each group. NaN-filled blocks of dq / dk's size, freed just before,
+    # are what the caching allocator hands the call: a missed zeroing shows as NaN.
+    poison = [torch.full((B * T, H, 128), float("nan"), device="cuda") for _ in range(2)]
+    del poison
+    summed = chunk_grads(q, k, v, b, d, st, lay, H, HV, 0.1, gva_sum=True)
+    torch.cuda.synchronize()
+    for name, a, per_head in zip(("dq", "dk"), summed[:2], got[:2]):
+        assert a.shape == (B * T, H, 128), name
+        assert rel_err(a, per_head.view(B * T, H, HV // H, 128).sum(2)) < 1e-6, name
+    for name, a, r in zip(("dv", "dg", "dbeta"), summed[2:], got[2:]):
+        assert torch.equal(a, r), name
+
+
+@pytest.mark.parametrize("lens,l2,cp", [(None, False, None), ([1, 0, 130, 64, 300], True, 2)])
+def test_forward_on_given_chunk_prep(lens, l2, cp):
+    """The backward's state pass hands fgdn_forward chunk_prep's outputs instead of letting it
+    make its own: same o, final state and chunk states, bit for bit."""
+    from flashgdn import ops
+    from flashgdn._layout import seq_layout
+    from flashgdn._validate import Problem
+    from flashgdn.forward import forward
+    B, T, H, HV = (2, 200, 1, 4) if lens is None else (1, sum(lens), 1, 4)
+    cu = cu_from_lens(lens) if lens else None
+    x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", cu_seqlens=cu, normalize_k=not l2)
+    q, k, v, g = x["q"], x["k"], x["v"], x["g"]
+    beta = x["beta"].float()
+    lay = seq_layout(B, T, x["cu_seqlens"], torch.device("cuda"))
+    p = Problem(B, T, H, HV, 128, 128, lay.num_seqs, tuple(lens) if lens else None)
+    prep = ops.chunk_prep(k, beta, g, cu_seqlens=x["cu_seqlens"], use_qk_l2norm=l2, q=q, scale=0.1, layout=lay)
+    runs = []
+    for given in (None, prep):
+        hs = torch.full((lay.num_chunks, HV, 128, 128), float("nan"), device="cuda")
+        o, ht = forward(q, k, v, g, beta, 0.1, x["initial_state"], True, l2, x["cu_seqlens"], p, cp=cp,
+                        chunk_states=hs, prep=given)
+        runs.append((o, ht, hs))
+    torch.cuda.synchronize()
+    for a, b in zip(*runs):
+        assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))   # unused chunk rows stay NaN in both
+
+
+def test_backward_deterministic_gva():
+    """GVA: deterministic=True (per-value-head buffers, fixed-order sums) is bitwise
+    reproducible; the default (float atomics) agrees with it to bf16 rounding; both match the
+    fp64 reference."""
+    x = make_inputs(1, 1000, 2, 8, dtype=torch.bfloat16, device="cuda")
+    do = torch.randn(1, 1000, 8, 128, device="cuda").to(torch.bfloat16)
+    dht = torch.randn(1, 8, 128, 128, device="cuda")
+    det = [_grads(flashgdn.chunk_gated_delta_rule, x, do, dht, False, deterministic=True) for _ in range(2)]
+    fast = _grads(flashgdn.chunk_gated_delta_rule, x, do, dht, False)
+    ref = _grads(lambda *a, **k: R.chunked(*a, **k, dtype=torch.float64), x, do, dht, False)
+    for name, a, b, f, r in zip(NAMES, det[0], det[1], fast, ref):
+        assert torch.equal(a, b), name
+        assert rel_err(f, a) <= 1e-3, (name, rel_err(f, a))
+        assert rel_err(a, r) <= TOL[name] and rel_err(f, r) <= TOL[name], name
 
 
 def test_backward_only_requested_grads():

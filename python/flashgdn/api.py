@@ -12,7 +12,7 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
                            beta: torch.Tensor, scale: float | None = None,
                            initial_state: torch.Tensor | None = None, output_final_state: bool = False,
                            use_qk_l2norm_in_kernel: bool = False, cu_seqlens: torch.Tensor | None = None,
-                           *, cp="auto", cp_tolerance: float = 1e-6):
+                           *, cp="auto", cp_tolerance: float = 1e-6, deterministic: bool = False):
     r"""Gated delta rule, chunked prefill (FLA-compatible).
 
     Per value head, with state S in R^{K x V} (fp32)::
@@ -35,6 +35,10 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
             the dropped part of its incoming state is below ``cp_tolerance`` times the state's
             norm; otherwise it starts at its sequence's first chunk (exact). 0 forbids the early
             start: every segment is exact.
+        deterministic: backward only, GVA only (HV > H). False (default): each value head adds
+            its dq, dk into its q/k head's fp32 rows with float atomics - HV / H times less
+            memory for them, but the summation order, hence the last bits, can vary between runs.
+            True: per-value-head buffers summed in a fixed order (bitwise reproducible).
 
     Returns:
         ``(o, final_state)``: o ``[B, T, HV, V]`` in v's dtype; final_state fp32 or None.
@@ -57,7 +61,8 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
         # Training path: same forward kernels, plus a graph node for flashgdn's backward.
         from .autograd import ChunkGatedDeltaRule
         out = ChunkGatedDeltaRule.apply(q, k, v, g, beta, initial_state, scale, output_final_state,
-                                        bool(use_qk_l2norm_in_kernel), cu_seqlens, p, cp, cp_tolerance)
+                                        bool(use_qk_l2norm_in_kernel), cu_seqlens, p, cp, cp_tolerance,
+                                        bool(deterministic))
         return (out[0], out[1]) if output_final_state else (out, None)
     from .forward import forward  # the GPU path imports nothing native until first use
     return forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel,

@@ -10,7 +10,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, g, beta, initial_state, scale, output_final_state, use_qk_l2norm, cu_seqlens,
-                problem, cp, cp_tolerance):
+                problem, cp, cp_tolerance, deterministic=False):
         from .forward import forward
         o, ht = forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm, cu_seqlens,
                         problem, cp=cp, cp_tolerance=cp_tolerance)
@@ -19,6 +19,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         ctx.scale = scale
         ctx.cu_seqlens = cu_seqlens
         ctx.problem, ctx.cp, ctx.cp_tolerance = problem, cp, cp_tolerance
+        ctx.deterministic = deterministic
         if ht is None:
             return o
         return o, ht
@@ -29,8 +30,8 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         q, k, v, g, beta, initial_state = ctx.saved_tensors
         want = tuple(ctx.needs_input_grad[:6])
         if not any(want):
-            return (None,) * 13
+            return (None,) * 14
         grads = backward(q, k, v, g, beta, do, dht, ctx.scale, initial_state, ctx.cu_seqlens, want,
                          use_qk_l2norm=ctx.use_qk_l2norm, problem=ctx.problem, cp=ctx.cp,
-                         cp_tolerance=ctx.cp_tolerance)
-        return (*grads, None, None, None, None, None, None, None)
+                         cp_tolerance=ctx.cp_tolerance, deterministic=ctx.deterministic)
+        return (*grads, None, None, None, None, None, None, None, None)

@@ -28,13 +28,16 @@ def _l2_backward(x: torch.Tensor, r: torch.Tensor, dxn: torch.Tensor) -> torch.T
 
 
 def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, use_qk_l2norm=False,
-             problem=None, cp="auto", cp_tolerance=1e-6):
+             problem=None, cp="auto", cp_tolerance=1e-6, deterministic=False):
     """Gradients of the GPU forward. q, k, v, do ``[B, T, ., 128]``, g, beta ``[B, T, HV]``;
     ``want`` = which of (q, k, v, g, beta, initial_state) need a gradient. With ``use_qk_l2norm``
     q and k are raw: the kernels take the norm as row factors (as the forward does) and the
     gradient goes through the norm here. ``problem`` (the forward's ``_validate.Problem``; built
     by sequential_stages when None), ``cp`` and ``cp_tolerance`` drive the state pass's context parallelism as in
-    the forward. Returns ``(dq, dk, dv, dg, dbeta, dh0)`` with None where not wanted."""
+    the forward. With GVA, dq and dk are summed over each group in the kernel with float atomics
+    (HV / H times less memory; the last bits can vary between runs) unless ``deterministic``
+    (per-value-head buffers summed here). Returns ``(dq, dk, dv, dg, dbeta, dh0)`` with None
+    where not wanted."""
     _native.require_gpu(q.device)
     B, T, H, K = q.shape
     HV = v.shape[2]
@@ -54,28 +57,33 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     lay = seq_layout(B, T, cu_seqlens, device)
     st = sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht32, cu_seqlens, bool(want[5]), lay,
                            H, HV, rq, rk, problem=problem, cp=cp, cp_tolerance=cp_tolerance)
-    dq, dk, dv, dg, db = chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq, rk)
-    if HV != H:
+    gva_sum = HV != H and not deterministic
+    dq, dk, dv, dg, db = chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq, rk, gva_sum=gva_sum)
+    dh0 = st["dh0"]
+    del st   # the chunk states and state gradients: free before the sums and the norm's gradient
+    if HV != H and not gva_sum:
         dq = dq.view(Ttot, H, HV // H, K).sum(2)
         dk = dk.view(Ttot, H, HV // H, K).sum(2)
     if use_qk_l2norm:
         dq, dk = _l2_backward(qf, rq, dq), _l2_backward(kf, rk, dk)
     unflat = lambda x: x.reshape((B, T) + tuple(x.shape[1:]))  # noqa: E731
     res = [unflat(dq).to(q.dtype), unflat(dk).to(k.dtype), unflat(dv).to(v.dtype), unflat(dg).to(g.dtype),
-           unflat(db).to(beta.dtype), st["dh0"].to(initial_state.dtype) if st["dh0"] is not None else None]
+           unflat(db).to(beta.dtype), dh0.to(initial_state.dtype) if dh0 is not None else None]
     return tuple(r if w else None for r, w in zip(res, want))
 
 
-def chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq=None, rk=None):
+def chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq=None, rk=None, gva_sum=False):
     """The per-chunk gradients (kernels_tl/bwd_local.py) from sequential_stages' outputs ``st``
-    on the same token-packed inputs. Returns fp32 dq, dk ``[Ttot, HV, K]`` (per value head, of
-    the normalised q / k when rq, rk are given), dv ``[Ttot, HV, V]`` in vf's dtype, fp32 dg,
-    dbeta ``[Ttot, HV]``."""
+    on the same token-packed inputs. Returns fp32 dq, dk (of the normalised q / k when rq, rk are
+    given) ``[Ttot, HV, K]`` per value head, or with ``gva_sum`` ``[Ttot, H, K]`` summed over each
+    GVA group by float atomics; dv ``[Ttot, HV, V]`` in vf's dtype, fp32 dg, dbeta ``[Ttot, HV]``."""
     Ttot, _, K = qf.shape
     V = vf.shape[-1]
     device = qf.device
     f32 = dict(dtype=torch.float32, device=device)
-    dq, dk = torch.empty(Ttot, HV, K, **f32), torch.empty(Ttot, HV, K, **f32)
+    gva_sum = bool(gva_sum) and HV != H
+    ndh = H if gva_sum else HV
+    dq, dk = torch.empty(Ttot, ndh, K, **f32), torch.empty(Ttot, ndh, K, **f32)   # zeroed by the call if gva_sum
     dv = torch.empty(Ttot, HV, V, dtype=vf.dtype, device=device)   # final: written in the input dtype
     dg, db = torch.empty(Ttot, HV, **f32), torch.empty(Ttot, HV, **f32)
     cu, co = lay.pointers()
@@ -87,7 +95,7 @@ def chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq=None, rk=None):
             qf.data_ptr(), kf.data_ptr(), vf.data_ptr(), dof.data_ptr(), st["L"].data_ptr(), bf.data_ptr(),
             ptr(rq), ptr(rk), st["gvec"].data_ptr(), st["hsT"].data_ptr(), st["dhsT"].data_ptr(),
             st["dv_new"].data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dg.data_ptr(), db.data_ptr(),
-            _native.stream_handle(device))
+            _native.stream_handle(device), int(gva_sum))
     return dq, dk, dv, dg, db
 
 
@@ -103,7 +111,7 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     (both or neither; q, k raw then). Returns a dict: ``hsT``, ``dhsT``
     ``[NC, HV, V, K]`` (state at each chunk's start / state gradient at its end, transposed),
     ``dv_new`` ``[Ttot, HV, V]``, ``dh0`` (None unless ``want_dh0``) and chunk_prep's ``L`` and
-    ``gvec``."""
+    ``gvec``. hsT, dv_new and dh0 are fp32, dhsT is in qf's dtype."""
     device = qf.device
     Ttot = qf.shape[0]
     qf, kf, vf, dof = (_native.tma_ready(x) for x in (qf, kf, vf, dof))
@@ -118,14 +126,17 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     nc = gvec.shape[0]
     dt = _native.dtype_code(qf.dtype)
     cu, co = lay.pointers()
-    # fp32: the local stage takes dot products of these whose cancellation would expose bf16 rounding
+    # States in fp32: the local stage forms R = V - E K S, a small difference of large terms, and
+    # dot products whose cancellation would expose bf16 rounding. State gradients in the input
+    # dtype: the local stage rounds them for its GEMM anyway (only <S, dS'> of dg sees it).
     hsT = torch.empty(nc, HV, 128, 128, dtype=torch.float32, device=device)
-    dhsT = torch.empty_like(hsT)
+    dhsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device)
     dv_new = torch.empty(vf.shape, dtype=torch.float32, device=device)
     dh0 = torch.empty(lay.num_seqs, HV, 128, 128, dtype=torch.float32, device=device) if want_dh0 else None
-    # the state pass: the forward kernel (its output o is not needed here)
+    # the state pass: the forward kernel (its output o is not needed here) on chunk_prep's outputs above
     forward(qf.view(B, T, H, -1), kf.view(B, T, H, -1), vf.view(B, T, HV, -1), gf.view(B, T, HV), bf.view(B, T, HV),
-            scale, h0, False, rk is not None, cu_seqlens, problem, cp=cp, cp_tolerance=cp_tolerance, chunk_states=hsT)
+            scale, h0, False, rk is not None, cu_seqlens, problem, cp=cp, cp_tolerance=cp_tolerance, chunk_states=hsT,
+            prep=(L, stats, gvec))
     # the reverse pass: the same CP split as the state pass (cp.plan), warm-up after each segment
     seg_chunks = cp_plan.segment_chunks(problem, cp, device)
     seg_offsets = None

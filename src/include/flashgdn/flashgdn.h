@@ -144,6 +144,13 @@ typedef struct fgdn_forward_args {
                                    of every chunk, transposed (S^T, V x K), for the backward.
                                    Chunks numbered sequence by sequence; rows: N * ceil(T / 64)
                                    for uniform lengths, total_tokens / 64 + N (a bound) for varlen */
+  /* NULL, or all three: fgdn_chunk_prep's outputs for these very inputs (k, beta in fp32 or
+     beta_dtype, g, q, scale, use_qk_l2norm; stats / gate vectors with the row count above).
+     The forward then skips its own chunk_prep and its workspace shrinks by their size - the
+     backward, which needs them anyway, makes them once. */
+  const void* prep_L;
+  const float* prep_chunk_stats;
+  const float* prep_gate_vectors;
 } fgdn_forward_args;
 
 FGDN_API size_t fgdn_forward_workspace_size(const fgdn_forward_args* args);
@@ -162,7 +169,7 @@ FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace
  *
  * fgdn_backward_dstates: the reverse pass. Given do [total_tokens, HV, 128] and d(final state)
  * (NULL: zero) (q, k, d_out, L and gate_vectors are read with TMA: 16-byte aligned), writes the gradient of the state at the end of every chunk, transposed, into
- * `chunk_dstates_t` [num_chunks, HV, 128, 128] fp32, dv_new of every token into `dv_new` (fp32)
+ * `chunk_dstates_t` [num_chunks, HV, 128, 128] in `dtype`, dv_new of every token into `dv_new` (fp32)
  * and, when `d_initial_state` is non-NULL, the gradient of the initial state [N, HV, 128, 128]
  * fp32 (sequences with no tokens pass d(final state) through).
  */
@@ -178,8 +185,8 @@ typedef struct fgdn_backward_dstates_args {
   const float* gate_vectors;   /* fgdn_chunk_prep's, made with the forward's scale and norm: beta,
                                    the norm factors and the scale reach the reverse pass through it */
   const float* d_final_state;   /* or NULL (zero) */
-  void* chunk_dstates_t;
-  void* dv_new;
+  void* chunk_dstates_t;        /* in dtype */
+  void* dv_new;                 /* fp32 */
   float* d_initial_state;       /* or NULL (not written) */
   int cp_segment_chunks;        /* intra-card CP as in fgdn_forward (0: off) */
   float cp_tolerance;           /* as in fgdn_forward; the warm-up runs after a segment's end */
@@ -192,10 +199,15 @@ typedef struct fgdn_backward_dstates_args {
 /*
  * fgdn_backward_chunk_grads: the per-chunk gradients, independent across chunks. From the
  * inputs, `chunk_states_t` (fgdn_forward), `chunk_dstates_t` and `dv_new`
- * (fgdn_backward_dstates), writes for every token: `dq`, `dk` [total_tokens, HV, 128] fp32
- * per value head (the gradient of the normalised q / k when norm factors are given; the caller
- * sums each GVA group and differentiates the norm), `dv` [total_tokens, HV, 128] in `dtype`,
- * `dg` and `dbeta` [total_tokens, HV] fp32.
+ * (fgdn_backward_dstates), writes for every token: `dq`, `dk` fp32 (the gradient of the
+ * normalised q / k when norm factors are given: the caller differentiates the norm), `dv`
+ * [total_tokens, HV, 128] in `dtype`, `dg` and `dbeta` [total_tokens, HV] fp32.
+ * dq / dk layout: with `gva_sum` == 0, [total_tokens, HV, 128] per value head (the caller sums
+ * each GVA group; deterministic). With `gva_sum` != 0, [total_tokens, num_qk_heads, 128], each
+ * row the sum over its GVA group: the function zeroes them, then the value heads add into them
+ * with float atomics, so the summation order - and the last bits - can vary from run to run;
+ * HV / num_qk_heads times less memory. Without GVA (HV == num_qk_heads) both layouts are the
+ * same and the result is deterministic either way.
  */
 typedef struct fgdn_backward_chunk_grads_args {
   fgdn_dtype dtype;             /* q, k, v, d_out, L */
@@ -213,8 +225,9 @@ typedef struct fgdn_backward_chunk_grads_args {
   const float* k_norm_factor;
   const float* gate_vectors;
   const float* chunk_states_t;
-  const float* chunk_dstates_t;
+  const void* chunk_dstates_t;  /* in dtype (fgdn_backward_dstates) */
   const float* dv_new;
+  int gva_sum;                  /* dq / dk layout, see above */
   float* dq;
   float* dk;
   void* dv;                     /* in dtype */

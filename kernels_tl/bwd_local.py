@@ -75,7 +75,12 @@ PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False, tilelang.Pass
 DTYPES = ("bfloat16", "float16")
 
 
-def build(dtype: str):
+def build(dtype: str, last: bool):
+    """last=False: the full chunks (grid: every chunk; a sequence's partial last chunk is skipped).
+    last=True: one CTA per sequence for its last chunk when that is partial (masked loads and
+    stores, the fp32 diagonal terms, <S, dS'> exact). Two kernels so that the hot one carries
+    none of the partial-chunk code: this kernel is sensitive to code it never executes
+    (instruction fetch), e.g. 2.41 vs 2.19 ms for one extra never-taken block."""
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")
@@ -83,6 +88,7 @@ def build(dtype: str):
     NCG = T.dynamic("NCG")     # chunk rows of gvec / hsT / dhsT (and the grid)
     NRT = T.dynamic("NRT")     # rows of rq / rk (Ttot with the L2 norm, else 1)
     NDH = T.dynamic("NDH")     # heads of dq / dk: HV (per value head) or H (GVA sums, gva_sum)
+    NST = T.dynamic("NST")     # rows of dht (sequences, or 1 without it)
     C = CHUNK
     D = HEAD_DIM
     acc = "float32"
@@ -101,6 +107,7 @@ def build(dtype: str):
         hsT: T.Tensor((NCG, HV, D, D), "float32"),
         dhsT: T.Tensor((NCG, HV, D, D), dtype),
         dvnew: T.Tensor((Ttot, HV, D), "float32"),
+        dht: T.Tensor((NST, HV, D, D), "float32"),     # d(final state) [n, hv, k, v], if has_dht
         cu_seqlens: T.Tensor((NS1,), "int32"),
         chunk_offsets: T.Tensor((NS1,), "int32"),
         dq: T.Tensor((Ttot, NDH, D), "float32"),
@@ -111,16 +118,33 @@ def build(dtype: str):
         seq_len: T.int32,
         num_seqs: T.int32,
         has_norm: T.int32,
+        has_dht: T.int32,
         gva_sum: T.int32,
         scale: T.float32,
     ):
-        with T.Kernel(NCG, HV, threads=256) as (chunk, hv):
+        with T.Kernel(NS1 - 1 if last else NCG, HV, threads=256) as (item, hv):
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")
-            locate_item(chunk, 1, 0, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, 21)
-            seq_id = loc[0]
-            t0 = loc[1] + loc[3] * C
-            nvalid = T.min(loc[2] - t0, C)
+            if last:
+                # sequence `item`'s last chunk: loc = (sequence or -1, chunk, first token, rows)
+                bos = T.if_then_else(seq_len > 0, item * seq_len, cu_seqlens[item])
+                eos = T.if_then_else(seq_len > 0, item * seq_len + seq_len, cu_seqlens[item + 1])
+                nct = T.ceildiv(eos - bos, C)
+                loc[1] = T.if_then_else(seq_len > 0, item * nct, chunk_offsets[item]) + nct - 1
+                loc[2] = bos + (nct - 1) * C
+                loc[3] = eos - loc[2]
+                loc[0] = T.if_then_else(T.And(nct > 0, loc[3] < C), item, -1)
+                seq_id = loc[0]
+                chunk = loc[1]
+                t0 = loc[2]
+                nvalid = loc[3]
+            else:
+                chunk = item
+                locate_item(chunk, 1, 0, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, 21)
+                t0 = loc[1] + loc[3] * C
+                loc[0] = T.if_then_else(loc[2] - t0 >= C, loc[0], -1)   # full chunks only
+                seq_id = loc[0]
+                nvalid = C
             # the q/k head, computed once into a register: as an inline expression TileLang
             # re-derives it (64-bit floor division) inside every q/k/dq/dk address
             hkl = T.alloc_local((1,), "int32")
@@ -187,7 +211,7 @@ def build(dtype: str):
                 # kernel is bound by instruction issue (and instruction-cache misses: it is ~10k
                 # straight-line instructions), and the masked, clamped loads below cost several
                 # times the instructions.
-                if nvalid == C:
+                if not last:
                     # cp.async: the five tiles are in flight together, with no register staging,
                     # while the fp32 tiles below go through registers (conversions)
                     T.async_copy(q[t0:t0 + C, hk, 0:D], q_s)
@@ -248,7 +272,7 @@ def build(dtype: str):
                 # dk scale with dP_tt: single 128-term dots that bf16-rounded operands can strip of
                 # most digits by cancellation. In a full chunk the off-diagonal terms dominate and
                 # the GEMM's diagonal serves (these passes on every chunk cost 21% of the kernel).
-                if nvalid < C:
+                if last:
                     # dAu's diagonal <dV_new_t, R_t> from the fp32 operands
                     for i, j in T.Parallel(C, D):
                         red_f[i, j] = (T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]) \
@@ -269,7 +293,7 @@ def build(dtype: str):
                 T.gemm(au_s, r_s, vn_f, clear_accum=True)
                 T.gemm(dvn_s, r_s, dau_f, transpose_B=True, clear_accum=True)
                 T.copy(vn_f, vn_s)
-                if nvalid < C:
+                if last:
                     # dP's diagonal <dO_t, VN_t> in fp32 (VN unrounded, and its own term Au_tt R_t
                     # with R's rounding put back), for the same reason as dbeta's
                     for i, j in T.Parallel(C, D):
@@ -281,15 +305,14 @@ def build(dtype: str):
                 T.gemm(do_s, vn_s, dp_f, transpose_B=True, clear_accum=True)
 
                 # ---- the 64 x 64 element-wise stage ----
-                partial = nvalid < C      # the fp32 diagonals above exist
                 for i, j in T.Parallel(C, C):
                     gij = T.if_then_else(T.And(j <= i, i < nvalid), T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)),
                                          0.0)
                     lij = T.cast(l_s[i, j], acc)
-                    dauv = T.if_then_else(T.And(i == j, partial), dd_s[i], dau_f[i, j])
+                    dauv = T.if_then_else(i == j, dd_s[i], dau_f[i, j]) if last else dau_f[i, j]
                     dm = dauv * b_s[j]
-                    dpm = T.if_then_else(j <= i, scale * T.if_then_else(T.And(i == j, partial), dpd_s[i], dp_f[i, j]),
-                                         0.0)
+                    dpm = T.if_then_else(j <= i, scale * (T.if_then_else(i == j, dpd_s[i], dp_f[i, j]) if last
+                                                          else dp_f[i, j]), 0.0)
                     dqk = gij * dpm
                     dgm = dm * lij + dpm * qk_f[i, j] * rq_s[i] * rk_s[j]
                     mb_f[i, j] = dauv * gij * lij
@@ -298,10 +321,14 @@ def build(dtype: str):
                     # in a partial chunk the diagonal goes to dq, dk in fp32 below (dqd_s): for a lone
                     # token it is the whole term, and a bf16-rounded scalar per value head can
                     # cancel in a GVA sum
-                    qka_s[i, j] = T.cast(T.if_then_else(T.And(i == j, partial), 0.0, dqk * rk_s[j]), dtype)
-                    qkb_s[i, j] = T.cast(T.if_then_else(T.And(i == j, partial), 0.0, dqk * rq_s[i]), dtype)
-                    if i == j:
-                        dqd_s[i] = dqk
+                    if last:
+                        qka_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rk_s[j]), dtype)
+                        qkb_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rq_s[i]), dtype)
+                        if i == j:
+                            dqd_s[i] = dqk
+                    else:
+                        qka_s[i, j] = T.cast(dqk * rk_s[j], dtype)
+                        qkb_s[i, j] = T.cast(dqk * rq_s[i], dtype)
                 T.reduce_sum(gg_f, row_f, dim=1)
                 T.reduce_sum(gg_f, col_f, dim=0)
                 T.reduce_sum(mb_f, col2_f, dim=0)
@@ -336,7 +363,7 @@ def build(dtype: str):
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     dgc_s[i] = dgc_s[i] + scale * T.exp(gc_s[i]) * rq_s[i] * row_f[i]
-                if nvalid < C:
+                if last:
                     for i, j in T.Parallel(C, D):
                         y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j] + dqd_s[i] * rk_s[i] * T.cast(k_s[i, j], acc)
                 else:
@@ -354,11 +381,24 @@ def build(dtype: str):
                 T.ptx_wait_group(0)
                 T.sync_threads()
 
-                # ---- <S, dS'> row-pair partials (dg's exp(gl) <S, dS'> term), S's high part
-                # only: the low part moves the sum by <= 2^-9 relative, as dS''s own rounding does
-                for i, j in T.Parallel(C, D):
-                    red_f[i, j] = T.cast(sh_s[i, j], acc) * T.cast(sl_s[i, j], acc) \
-                        + T.cast(sh_s[C + i, j], acc) * T.cast(sl_s[C + i, j], acc)
+                # ---- <S, dS'> row-pair partials (dg's exp(gl) <S, dS'> term)
+                if last:
+                    # a sequence's last chunk: dS' there is d(final state) itself, given in fp32,
+                    # and S is in global memory in fp32: exact. For a lone token dg is
+                    # exp(g) <S, dS'> against terms that can cancel it; the roundings of the full
+                    # chunks' path once moved a T = 1 dg by 2.4e-2
+                    for i, j in T.Parallel(C, D):
+                        n_t = T.min(seq_id, NST - 1)
+                        red_f[i, j] = T.if_then_else(
+                            has_dht > 0,
+                            hsT[chunk, hv, i, j] * dht[n_t, hv, j, i] + hsT[chunk, hv, C + i, j] * dht[n_t, hv, j, C + i],
+                            0.0)
+                else:
+                    # S's high part only: the low part moves the sum by <= 2^-9 relative, as
+                    # dS''s own rounding does
+                    for i, j in T.Parallel(C, D):
+                        red_f[i, j] = T.cast(sh_s[i, j], acc) * T.cast(sl_s[i, j], acc) \
+                            + T.cast(sh_s[C + i, j], acc) * T.cast(sl_s[C + i, j], acc)
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     dot_s[i] = row_f[i]
@@ -370,7 +410,7 @@ def build(dtype: str):
                 T.reduce_sum(red_f, row_f, dim=1)
                 for i in T.Parallel(C):
                     tkd_s[i] = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * row_f[i]
-                if nvalid < C:
+                if last:
                     for i, j in T.Parallel(C, D):
                         kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j] \
                             + dqd_s[i] * rq_s[i] * T.cast(q_s[i, j], acc)
@@ -407,4 +447,5 @@ def build(dtype: str):
 
 
 def variants():
-    return [(variant_symbol(NAME, dt, "float32"), dict(dtype=dt)) for dt in DTYPES]
+    return [(variant_symbol(NAME, dt, "float32"), dict(dtype=dt, last=False)) for dt in DTYPES] + \
+        [(variant_symbol(NAME + "_last", dt, "float32"), dict(dtype=dt, last=True)) for dt in DTYPES]

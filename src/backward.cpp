@@ -17,10 +17,10 @@ using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* gvec,
                               cudaStream_t stream);
 
 using LocalLaunch = int (*)(void* q, void* k, void* v, void* dout, void* L, void* beta, void* rq, void* rk,
-                            void* gvec, void* hsT, void* dhsT, void* dvnew, void* cu_seqlens, void* chunk_offsets,
-                            void* dq, void* dk, void* dv, void* dg, void* dbeta, int seq_len, int num_seqs,
-                            int has_norm, int gva_sum, float scale, int Ttot, int H, int HV, int NRT, int NCG,
-                            int NS1, int NDH, cudaStream_t stream);
+                            void* gvec, void* hsT, void* dhsT, void* dvnew, void* dht, void* cu_seqlens,
+                            void* chunk_offsets, void* dq, void* dk, void* dv, void* dg, void* dbeta, int seq_len,
+                            int num_seqs, int has_norm, int has_dht, int gva_sum, float scale, int Ttot, int H, int HV,
+                            int NRT, int NCG, int NST, int NS1, int NDH, cudaStream_t stream);
 
 template <typename Fn>
 struct Kernel {
@@ -35,9 +35,15 @@ const Kernel<DStatesLaunch> kDStates[2] = {
     {fgdn_bwd_dstates_fp16_bfp32_launch, fgdn_bwd_dstates_fp16_bfp32_last_error, "bwd_dstates fp16"},
 };
 
+// Full chunks, then each sequence's partial last chunk (a separate kernel: the hot one carries
+// none of the partial-chunk code).
 const Kernel<LocalLaunch> kLocal[2] = {
     {fgdn_bwd_local_bf16_bfp32_launch, fgdn_bwd_local_bf16_bfp32_last_error, "bwd_local bf16"},
     {fgdn_bwd_local_fp16_bfp32_launch, fgdn_bwd_local_fp16_bfp32_last_error, "bwd_local fp16"},
+};
+const Kernel<LocalLaunch> kLocalLast[2] = {
+    {fgdn_bwd_local_last_bf16_bfp32_launch, fgdn_bwd_local_last_bf16_bfp32_last_error, "bwd_local_last bf16"},
+    {fgdn_bwd_local_last_fp16_bfp32_launch, fgdn_bwd_local_last_fp16_bfp32_last_error, "bwd_local_last fp16"},
 };
 
 fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
@@ -122,7 +128,7 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
   FGDN_REQUIRE(a->q && a->k && a->v && a->d_out && a->L && a->beta && a->gate_vectors && a->chunk_states_t &&
                    a->chunk_dstates_t && a->dv_new && a->dq && a->dk && a->dv && a->dg && a->dbeta,
                "every tensor except the norm factors must be non-NULL");
-  const auto& kern = kLocal[a->dtype == FGDN_BF16 ? 0 : 1];
+  const int dt = a->dtype == FGDN_BF16 ? 0 : 1;
   const fgdn_seqs& s = a->seqs;
   const bool norm = a->q_norm_factor != nullptr;
   float* spare = const_cast<float*>(a->gate_vectors);  // never read without the norm / varlen
@@ -136,14 +142,22 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
       if (err != cudaSuccess) return fail(FGDN_ERROR_CUDA, "zeroing dq / dk: %s", cudaGetErrorString(err));
     }
   }
-  int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->v),
-                       const_cast<void*>(a->d_out), const_cast<void*>(a->L), const_cast<float*>(a->beta),
-                       norm ? const_cast<float*>(a->q_norm_factor) : spare,
-                       norm ? const_cast<float*>(a->k_norm_factor) : spare, const_cast<float*>(a->gate_vectors),
-                       const_cast<float*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
-                       const_cast<float*>(a->dv_new), seq_ptr(s.cu_seqlens, a->gate_vectors),
-                       seq_ptr(s.chunk_offsets, a->gate_vectors), a->dq, a->dk, a->dv, a->dg, a->dbeta, s.seq_len,
-                       s.num_seqs, norm ? 1 : 0, gva_sum ? 1 : 0, a->scale, s.total_tokens, a->num_qk_heads,
-                       a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks, s.num_seqs + 1, dqk_heads, stream);
-  return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
+  // uniform lengths that are a multiple of 64 have no partial chunk
+  const bool any_partial = s.seq_len == 0 || s.seq_len % 64 != 0;
+  for (const auto* kern : {&kLocal[dt], any_partial ? &kLocalLast[dt] : nullptr}) {
+    if (!kern) continue;
+    int rc = kern->launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->v),
+                          const_cast<void*>(a->d_out), const_cast<void*>(a->L), const_cast<float*>(a->beta),
+                          norm ? const_cast<float*>(a->q_norm_factor) : spare,
+                          norm ? const_cast<float*>(a->k_norm_factor) : spare, const_cast<float*>(a->gate_vectors),
+                          const_cast<float*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
+                          const_cast<float*>(a->dv_new), a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
+                          seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors), a->dq,
+                          a->dk, a->dv, a->dg, a->dbeta, s.seq_len, s.num_seqs, norm ? 1 : 0,
+                          a->d_final_state ? 1 : 0, gva_sum ? 1 : 0, a->scale, s.total_tokens, a->num_qk_heads,
+                          a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks, a->d_final_state ? s.num_seqs : 1,
+                          s.num_seqs + 1, dqk_heads, stream);
+    FGDN_TRY(launch_result(rc, kern->name, rc ? kern->last_error() : nullptr));
+  }
+  return ok();
 }

@@ -183,7 +183,7 @@ PYBIND11_MODULE(_C, m) {
          int num_chunks, int num_qk_heads, int num_v_heads, float scale, uintptr_t q, uintptr_t k, uintptr_t v,
          uintptr_t d_out, uintptr_t L, uintptr_t beta, uintptr_t q_norm_factor, uintptr_t k_norm_factor,
          uintptr_t gate_vectors, uintptr_t chunk_states_t, uintptr_t chunk_dstates_t, uintptr_t dv_new, uintptr_t dq,
-         uintptr_t dk, uintptr_t dv, uintptr_t dg, uintptr_t dbeta, uintptr_t stream, int gva_sum) {
+         uintptr_t dk, uintptr_t dv, uintptr_t dg, uintptr_t dbeta, uintptr_t stream, int gva_sum, uintptr_t dht) {
         fgdn_backward_chunk_grads_args a;
         a.dtype = static_cast<fgdn_dtype>(dtype);
         a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
@@ -203,6 +203,7 @@ PYBIND11_MODULE(_C, m) {
         a.chunk_dstates_t = ptr<const void>(chunk_dstates_t);
         a.dv_new = ptr<const float>(dv_new);
         a.gva_sum = gva_sum;
+        a.d_final_state = ptr<const float>(dht);
         a.dq = ptr<float>(dq);
         a.dk = ptr<float>(dk);
         a.dv = ptr<void>(dv);
@@ -215,5 +216,5 @@ PYBIND11_MODULE(_C, m) {
       py::arg("scale"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("d_out"), py::arg("L"), py::arg("beta"),
       py::arg("q_norm_factor"), py::arg("k_norm_factor"), py::arg("gate_vectors"), py::arg("chunk_states_t"),
       py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("dg"),
-      py::arg("dbeta"), py::arg("stream"), py::arg("gva_sum") = 0);
+      py::arg("dbeta"), py::arg("stream"), py::arg("gva_sum") = 0, py::arg("dht") = 0);
 }

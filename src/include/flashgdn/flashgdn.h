@@ -227,6 +227,8 @@ typedef struct fgdn_backward_chunk_grads_args {
   const float* chunk_states_t;
   const void* chunk_dstates_t;  /* in dtype (fgdn_backward_dstates) */
   const float* dv_new;
+  const float* d_final_state;   /* NULL (zero) or the one given to fgdn_backward_dstates: a
+                                   sequence's partial last chunk takes <S, dS'> from it in fp32 */
   int gva_sum;                  /* dq / dk layout, see above */
   float* dq;
   float* dk;

@@ -1,10 +1,14 @@
-"""bwd_local: the backward's per-chunk gradients - dq, dk (per value head), dv, dg, dbeta of
-every token from the chunk's inputs, the state at its start and the state gradient at its end
-(reference: flashgdn.reference_bwd.chunk_local_grads, which spells out the same algebra).
+"""bwd_local: the backward's per-chunk gradients - dq, dk, dv, dg, dbeta of every token from
+the chunk's inputs, the state at its start and the state gradient at its end (reference:
+flashgdn.reference_bwd.chunk_local_grads, which spells out the same algebra).
 
-One CTA per (chunk, value head): grid (NC, HV), 256 threads = two warpgroups sharing every GEMM
-(M = 64 rows, N split between them), synchronous wgmma (v1: correctness first; the chunks are
-independent, so 2+ CTAs per SM hide each other's latencies). Rows past the sequence end read as 0.
+Two kernels from one program (build(last=...)): `bwd_local`, one CTA per (full chunk, value
+head), grid (NC, HV), a partial chunk exits at once; and `bwd_local_last`, one CTA per
+(sequence, value head), grid (N, HV), for the sequence's last chunk when partial (row-masked
+tiles, rows past the end read as 0; the fp32 diagonal terms below). Keeping that code out of the
+hot kernel cut it from 10.8k to 7.1k instructions and 21% of its time (instruction fetch).
+256 threads = two warpgroups sharing every GEMM (M = 64 rows, N split between them), synchronous
+wgmma, one CTA per SM (~206 KB of shared memory): the load phase is exposed (docs/perf-notes.md).
 
 Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
 V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (fp32 from

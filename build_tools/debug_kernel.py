@@ -3,7 +3,7 @@
 instrumentation of fused_fwd) and compile it to a standalone shared library, for experiments
 on a GPU machine (ctypes, see benchmarks/timeline.py). Never part of the shipped build.
 
-  debug_kernel.py --module fused_fwd --symbol dbg_fused_fwd --kw dtype=bfloat16 --kw beta_dtype=bfloat16 \
+  debug_kernel.py --module fused_fwd --symbol dbg_fused_fwd --kw dtype=bfloat16 \
                   --kw timeline=1 --out .devrun/dbg_fused_fwd.so
 """
 import argparse

@@ -18,10 +18,11 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
 
   WG0 state (holds dS^T [64 V cols x 128 K] fp32 in registers), per chunk, last to first:
       dS^T -> dhsT (input dtype, = dS_hi; own chunks only)            store from registers
-      dv_new^T = (dS_hi^T + dS_lo^T) K^T diag(kf) + dvl^T            wgmma RS m64n64k128 x 2
-          (dS^T split into bf16 high and low parts and the factor kf = exp(gc_last - gc) rk applied
-          after the GEMM: a lone token's dbeta is one dot product of dv_new with v - w S, and
-          bf16-rounded operands here would cost it most of its digits)
+      dv_new^T = dS_hi^T K^T diag(kf) + dvl^T                          wgmma RS m64n64k128
+          (the factor kf = exp(gc_last - gc) rk applied after the GEMM; at a sequence's last
+          chunk, where dS^T = d(final state) as given, + dS_lo^T K^T: a lone token's dbeta is one
+          dot product of dv_new with v - w S, and a bf16-rounded operand would cost it most of
+          its digits)
       dS^T = exp(gc_last) dS^T + dO~^T Q + dv_new^T (-w)              wgmma SS m64n128k64, RS m64n128k64
       dv_new -> dvnew[token, hv, V half] (fp32, valid rows, own chunks)
   After chunk 0 (the segment that owns it): dS^T -> dh0 (fp32).
@@ -165,17 +166,25 @@ def build(dtype: str):
                         t0 = tokh - i * C
                         nvalid = T.min(eos - t0, C)
                         own = c_hi - i < c_end
+                        exact_ds = T.And(i == 0, from_end)
                         for v, kk in T.Parallel(DV, D):
                             ds_hi[v, kk] = T.cast(dst[v, kk], dtype)
-                        for v, kk in T.Parallel(DV, D):
-                            ds_lo[v, kk] = T.cast(dst[v, kk] - T.cast(ds_hi[v, kk], acc), dtype)
+                        # dS^T's low part only where dS is d(final state) as given: a sequence's
+                        # last chunk, where a lone token's dbeta is one dot product of dv_new with
+                        # v - w S (bf16-rounded operands would cost it most of its digits).
+                        # Elsewhere dS is an accumulated sum and dv_new takes its bf16 rounding,
+                        # like every other GEMM operand here.
+                        if exact_ds:
+                            for v, kk in T.Parallel(DV, D):
+                                ds_lo[v, kk] = T.cast(dst[v, kk] - T.cast(ds_hi[v, kk], acc), dtype)
                         if own:
                             for v, kk in T.Parallel(DV, D):
                                 dhsT[gch - i, hv, c0 + v, kk] = ds_hi[v, kk]
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(fullA[sa], pa)
                         T.wgmma_gemm(ds_hi, k_s[sa, :, :], dvt, transpose_B=True, clear_accum=True)
-                        T.wgmma_gemm(ds_lo, k_s[sa, :, :], dvt, transpose_B=True)
+                        if exact_ds:
+                            T.wgmma_gemm(ds_lo, k_s[sa, :, :], dvt, transpose_B=True)
                         egl[0] = egl_s[st, 0]
                         for v, kk in T.Parallel(DV, D):
                             dst[v, kk] = dst[v, kk] * egl[0]

@@ -12,15 +12,14 @@ wgmma, one CTA per SM (~206 KB of shared memory): the load phase is exposed (doc
 
 Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
 V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (fp32 from
-bwd_dstates, rounded here), S^T [128 V, 128 K] (fp32 from the forward kernel's state pass,
-split into bf16 hi + lo),
-dS'^T (input dtype, from bwd_dstates; cp.async into S lo's buffer once that is dead), gc, beta, rq, rk (fp32 vectors).
+bwd_dstates, rounded here), S^T [128 V, 128 K] (input dtype, from the state pass; the last-chunk
+kernel splits h0 into bf16 hi + lo when the chunk is its sequence's only one), dS'^T (input
+dtype, from bwd_dstates), gc, beta, rq, rk (fp32 vectors).
 
   Kn = diag(rk) K, Qn = diag(rq) Q, E = exp(gc), G_ts = exp(gc_t - gc_s) (s <= t)
   Au = (G * L) diag(beta)
   dR   = Au^T dV_new                       (= dv; v_new = Au R)       wgmma m64n128k64, A^T
-  X    = K S  (S hi + lo: R below is a small difference of two large terms when the state is
-              large, and dbeta sees it directly)                      wgmma m64n128k128 x 2
+  X    = K S  (+ K S_lo in the last-chunk kernel)                   wgmma m64n128k128
   R    = V - diag(E rk) X,   dgc -= E rk rowsum(dR * X)
   VN   = Au R                                                          wgmma m64n128k64
   dAu  = dV_new R^T,  dP = scale dO VN^T (s <= t)                      wgmma m64n64k128 x 2
@@ -36,7 +35,8 @@ dS'^T (input dtype, from bwd_dstates; cp.async into S lo's buffer once that is d
   dKd  = VN dS'^T,  dgc -= t_kd = exp(gl - gc) rk rowsum(dKd * K)      wgmma m64n128k128
   dKn  = diag(exp(gl - gc)) dKd + (diag(rq) dQKn)^T Q - (diag(E) dR) S^T + ((Bm + Bm^T) diag(rk)) K
   dgc[63] += sum_t t_kd + exp(gl) <S_hi, dS'>;  dg = reverse cumsum of dgc over the chunk
-Full chunks load Q, K, V, dO, L with cp.async (all in flight while S and dV_new are converted).
+Full chunks load Q, K, V, dO, L, S^T, dS'^T with cp.async (all in flight while dV_new is
+converted); the last-chunk kernel loads dS'^T into S lo's buffer once that is dead.
 
 dq, dk are fp32: per value head, or with gva_sum (GVA) added with float atomics into the rows of
 the group's q/k head (zeroed by the caller; summation order varies between runs) - the caller
@@ -93,6 +93,7 @@ def build(dtype: str, last: bool):
     NRT = T.dynamic("NRT")     # rows of rq / rk (Ttot with the L2 norm, else 1)
     NDH = T.dynamic("NDH")     # heads of dq / dk: HV (per value head) or H (GVA sums, gva_sum)
     NST = T.dynamic("NST")     # rows of dht (sequences, or 1 without it)
+    NH0 = T.dynamic("NH0")     # rows of h0 (sequences, or 1 without it)
     C = CHUNK
     D = HEAD_DIM
     acc = "float32"
@@ -108,10 +109,11 @@ def build(dtype: str, last: bool):
         rq: T.Tensor((NRT, H), "float32"),
         rk: T.Tensor((NRT, H), "float32"),
         gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
-        hsT: T.Tensor((NCG, HV, D, D), "float32"),
+        hsT: T.Tensor((NCG, HV, D, D), dtype),          # S^T at each chunk's start (state pass)
         dhsT: T.Tensor((NCG, HV, D, D), dtype),
         dvnew: T.Tensor((Ttot, HV, D), "float32"),
         dht: T.Tensor((NST, HV, D, D), "float32"),     # d(final state) [n, hv, k, v], if has_dht
+        h0: T.Tensor((NH0, HV, D, D), "float32"),      # initial state [n, hv, k, v], if has_h0
         cu_seqlens: T.Tensor((NS1,), "int32"),
         chunk_offsets: T.Tensor((NS1,), "int32"),
         dq: T.Tensor((Ttot, NDH, D), "float32"),
@@ -123,12 +125,14 @@ def build(dtype: str, last: bool):
         num_seqs: T.int32,
         has_norm: T.int32,
         has_dht: T.int32,
+        has_h0: T.int32,
         gva_sum: T.int32,
         scale: T.float32,
     ):
         with T.Kernel(NS1 - 1 if last else NCG, HV, threads=256) as (item, hv):
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")
+            s_from_h0 = False
             if last:
                 # sequence `item`'s last chunk: loc = (sequence or -1, chunk, first token, rows)
                 bos = T.if_then_else(seq_len > 0, item * seq_len, cu_seqlens[item])
@@ -138,6 +142,10 @@ def build(dtype: str, last: bool):
                 loc[2] = bos + (nct - 1) * C
                 loc[3] = eos - loc[2]
                 loc[0] = T.if_then_else(T.And(nct > 0, loc[3] < C), item, -1)
+                # a sequence of one (partial) chunk starts from h0 itself: S exact in fp32 (the
+                # state pass stores it rounded to the input dtype)
+                loc[4] = T.if_then_else(T.And(nct == 1, has_h0 > 0), 1, 0)
+                s_from_h0 = loc[4] > 0
                 seq_id = loc[0]
                 chunk = loc[1]
                 t0 = loc[2]
@@ -223,6 +231,8 @@ def build(dtype: str, last: bool):
                     T.async_copy(v[t0:t0 + C, hv, 0:D], v_s)
                     T.async_copy(dout[t0:t0 + C, hv, 0:D], do_s)
                     T.async_copy(L[t0:t0 + C, hv, 0:C], l_s)      # exactly lower triangular (chunk_prep)
+                    T.async_copy(hsT[chunk, hv, 0:D, 0:D], sh_s)
+                    T.async_copy(dhsT[chunk, hv, 0:D, 0:D], sl_s)
                     T.copy(dvnew[t0:t0 + C, hv, 0:D], dvn_s)
                 else:
                     for i, j in T.Parallel(C, D):
@@ -237,11 +247,13 @@ def build(dtype: str, last: bool):
                     for i, j in T.Parallel(C, C):
                         l_s[i, j] = T.if_then_else(T.And(i < nvalid, j <= i), L[T.min(t0 + i, Ttot - 1), hv, j],
                                                    T.cast(0, dtype))
-                for i, j in T.Parallel(D, D):
-                    s_ij = hsT[chunk, hv, i, j]
-                    s_hi = T.cast(s_ij, dtype)
-                    sh_s[i, j] = s_hi
-                    sl_s[i, j] = T.cast(s_ij - T.cast(s_hi, acc), dtype)
+                    # S^T as bf16 high + low parts: from h0 (fp32) for a sequence's only chunk,
+                    # else the state pass's rounded S (low part 0)
+                    for i, j in T.Parallel(D, D):
+                        s_ij = T.if_then_else(s_from_h0, h0[T.min(seq_id, NH0 - 1), hv, j, i], T.cast(hsT[chunk, hv, i, j], acc))
+                        s_hi = T.cast(s_ij, dtype)
+                        sh_s[i, j] = s_hi
+                        sl_s[i, j] = T.cast(s_ij - T.cast(s_hi, acc), dtype)
                 for i in T.Parallel(C):
                     gc_s[i] = gvec[chunk, hv, GV_GC, i]
                     b_s[i] = T.if_then_else(i < nvalid, beta[T.min(t0 + i, Ttot - 1), hv], 0.0)
@@ -262,7 +274,8 @@ def build(dtype: str, last: bool):
                 # ---- dR = Au^T dV_new (= dv); X = K S; R; dgc (w term) ----
                 T.gemm(au_s, dvn_s, dr_f, transpose_A=True, clear_accum=True)
                 T.gemm(k_s, sh_s, x_f, transpose_B=True, clear_accum=True)
-                T.gemm(k_s, sl_s, x_f, transpose_B=True)
+                if last:
+                    T.gemm(k_s, sl_s, x_f, transpose_B=True)
                 store_rows(dr_f, dv, t0, nvalid, hv)
                 for i, j in T.Parallel(C, D):
                     r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
@@ -361,7 +374,8 @@ def build(dtype: str, last: bool):
 
                 # ---- dq = scale diag(E) dO S^T + (dQKn diag(rk)) K ----
                 T.gemm(do_s, sh_s, y_f, clear_accum=True)
-                T.gemm(do_s, sl_s, y_f)
+                if last:
+                    T.gemm(do_s, sl_s, y_f)
                 for i, j in T.Parallel(C, D):
                     red_f[i, j] = T.cast(q_s[i, j], acc) * y_f[i, j]
                 T.reduce_sum(red_f, row_f, dim=1)
@@ -374,29 +388,32 @@ def build(dtype: str, last: bool):
                     for i, j in T.Parallel(C, D):
                         y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j]
                 T.sync_threads()
-                # S's low part is dead: dS'^T (stored in the input dtype) streams into its buffer
-                # (cp.async) under the last dq GEMM and the dq stores
-                T.async_copy(dhsT[chunk, hv, 0:D, 0:D], sl_s)
+                if last:
+                    # S's low part is dead: dS'^T (stored in the input dtype) streams into its
+                    # buffer (cp.async) under the last dq GEMM and the dq stores
+                    T.async_copy(dhsT[chunk, hv, 0:D, 0:D], sl_s)
                 T.gemm(qka_s, k_s, y_f)
                 if gva_sum > 0:
                     add_rows(y_f, dq, t0, nvalid, hk)
                 else:
                     store_rows(y_f, dq, t0, nvalid, hv)
-                T.ptx_wait_group(0)
+                if last:
+                    T.ptx_wait_group(0)
                 T.sync_threads()
 
                 # ---- <S, dS'> row-pair partials (dg's exp(gl) <S, dS'> term)
                 if last:
                     # a sequence's last chunk: dS' there is d(final state) itself, given in fp32,
-                    # and S is in global memory in fp32: exact. For a lone token dg is
-                    # exp(g) <S, dS'> against terms that can cancel it; the roundings of the full
-                    # chunks' path once moved a T = 1 dg by 2.4e-2
+                    # and S is h0 (fp32) when the chunk is the sequence's only one: exact. For a
+                    # lone token dg is exp(g) <S, dS'> against terms that can cancel it; the
+                    # roundings of the full chunks' path once moved a T = 1 dg by 2.4e-2
                     for i, j in T.Parallel(C, D):
                         n_t = T.min(seq_id, NST - 1)
+                        n_0 = T.min(seq_id, NH0 - 1)
+                        s_a = T.if_then_else(s_from_h0, h0[n_0, hv, j, i], T.cast(hsT[chunk, hv, i, j], acc))
+                        s_b = T.if_then_else(s_from_h0, h0[n_0, hv, j, C + i], T.cast(hsT[chunk, hv, C + i, j], acc))
                         red_f[i, j] = T.if_then_else(
-                            has_dht > 0,
-                            hsT[chunk, hv, i, j] * dht[n_t, hv, j, i] + hsT[chunk, hv, C + i, j] * dht[n_t, hv, j, C + i],
-                            0.0)
+                            has_dht > 0, s_a * dht[n_t, hv, j, i] + s_b * dht[n_t, hv, j, C + i], 0.0)
                 else:
                     # S's high part only: the low part moves the sum by <= 2^-9 relative, as
                     # dS''s own rounding does

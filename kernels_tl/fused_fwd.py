@@ -33,10 +33,11 @@ Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, L, gate-table ring), pfull/
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, IO_VARIANTS, cp_warmup_chunks, locate_item, variant_symbol
+from common import CHUNK, HEAD_DIM, cp_warmup_chunks, locate_item, variant_symbol
 from common import GV_ROWS, GV_FWD_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
+DTYPES = ("bfloat16", "float16")
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
 LOG2E = 1.4426950408889634
 NA = 3         # ring A (q, k: read by both warpgroups) depth
@@ -49,8 +50,12 @@ def _stamp(ht, bx, hv, i, point, t_start):
         ht[0, 0, i, point] = T.cast(T.call_extern("int64", "clock64") - t_start[0], "float32")
 
 
-def build(dtype: str, beta_dtype: str, timeline: bool = False):
-    """beta_dtype only names the variant: beta is folded into chunk_prep's gate vectors.
+def build(dtype: str, states: bool = False, timeline: bool = False):
+    """One kernel per input dtype (beta is folded into chunk_prep's gate vectors, so its dtype
+    does not matter here). states=True: the backward's state pass (`fused_fwd_states`), which
+    also stores the state at every chunk's start into hsT (when store_states != 0); the
+    inference kernel carries no code for it: never-executed stores in the state loop cost the
+    forward 3-8% (instruction fetch and a different register plan; docs/perf-notes.md).
 
     timeline=True (debug builds only, never shipped): CTA 0 of head 0 writes clock64() offsets
     at its phase boundaries into ht[0, 0, chunk, point] (run with store_final = 0; see
@@ -84,7 +89,7 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
         seg_offsets: T.Tensor((NS1,), "int32"),
         o: T.Tensor((Ttot, HV, D), dtype),
         ht: T.Tensor((NST, HV, D, D), "float32"),
-        hsT: T.Tensor((NCS, HV, D, D), "float32"),
+        hsT: T.Tensor((NCS, HV, D, D), dtype),
         seq_len: T.int32,
         num_seqs: T.int32,
         seg_chunks: T.int32,
@@ -200,10 +205,11 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 0, t_start)
                         T.copy(S, S_bf)
-                        if store_states != 0 and c_begin + i >= c_out:
-                            # for the backward: the state at this chunk's start (its own chunks only)
+                        if states and store_states != 0 and c_begin + i >= c_out:
+                            # for the backward: the state at this chunk's start (its own chunks
+                            # only), as the GEMMs here use it - in the input dtype
                             for c, kk in T.Parallel(DV, D):
-                                hsT[gch0 + i, hv, c0 + c, kk] = S[c, kk]
+                                hsT[gch0 + i, hv, c0 + c, kk] = S_bf[c, kk]
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(fullA[sa], pa)
                         if timeline:
@@ -396,4 +402,5 @@ def build(dtype: str, beta_dtype: str, timeline: bool = False):
 
 
 def variants():
-    return [(variant_symbol(NAME, dt, bdt), dict(dtype=dt, beta_dtype=bdt)) for dt, bdt in IO_VARIANTS]
+    return [(variant_symbol(NAME + suffix, dt, "float32"), dict(dtype=dt, states=states))
+            for suffix, states in (("", False), ("_states", True)) for dt in DTYPES]

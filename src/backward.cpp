@@ -17,10 +17,10 @@ using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* gvec,
                               cudaStream_t stream);
 
 using LocalLaunch = int (*)(void* q, void* k, void* v, void* dout, void* L, void* beta, void* rq, void* rk,
-                            void* gvec, void* hsT, void* dhsT, void* dvnew, void* dht, void* cu_seqlens,
+                            void* gvec, void* hsT, void* dhsT, void* dvnew, void* dht, void* h0, void* cu_seqlens,
                             void* chunk_offsets, void* dq, void* dk, void* dv, void* dg, void* dbeta, int seq_len,
-                            int num_seqs, int has_norm, int has_dht, int gva_sum, float scale, int Ttot, int H, int HV,
-                            int NRT, int NCG, int NST, int NS1, int NDH, cudaStream_t stream);
+                            int num_seqs, int has_norm, int has_dht, int has_h0, int gva_sum, float scale, int Ttot,
+                            int H, int HV, int NRT, int NCG, int NST, int NH0, int NS1, int NDH, cudaStream_t stream);
 
 template <typename Fn>
 struct Kernel {
@@ -150,13 +150,15 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
                           const_cast<void*>(a->d_out), const_cast<void*>(a->L), const_cast<float*>(a->beta),
                           norm ? const_cast<float*>(a->q_norm_factor) : spare,
                           norm ? const_cast<float*>(a->k_norm_factor) : spare, const_cast<float*>(a->gate_vectors),
-                          const_cast<float*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
+                          const_cast<void*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
                           const_cast<float*>(a->dv_new), a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
+                          a->initial_state ? const_cast<float*>(a->initial_state) : spare,
                           seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors), a->dq,
                           a->dk, a->dv, a->dg, a->dbeta, s.seq_len, s.num_seqs, norm ? 1 : 0,
-                          a->d_final_state ? 1 : 0, gva_sum ? 1 : 0, a->scale, s.total_tokens, a->num_qk_heads,
-                          a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks, a->d_final_state ? s.num_seqs : 1,
-                          s.num_seqs + 1, dqk_heads, stream);
+                          a->d_final_state ? 1 : 0, a->initial_state ? 1 : 0, gva_sum ? 1 : 0, a->scale,
+                          s.total_tokens, a->num_qk_heads, a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks,
+                          a->d_final_state ? s.num_seqs : 1, a->initial_state ? s.num_seqs : 1, s.num_seqs + 1,
+                          dqk_heads, stream);
     FGDN_TRY(launch_result(rc, kern->name, rc ? kern->last_error() : nullptr));
   }
   return ok();

@@ -21,12 +21,14 @@ struct FwdKernel {
   const char* name;
 };
 
-// Same order as io_variant().
-const FwdKernel kFwd[4] = {
-    {fgdn_fused_fwd_bf16_bbf16_launch, fgdn_fused_fwd_bf16_bbf16_last_error, "fused_fwd bf16/bf16"},
-    {fgdn_fused_fwd_bf16_bfp32_launch, fgdn_fused_fwd_bf16_bfp32_last_error, "fused_fwd bf16/fp32"},
-    {fgdn_fused_fwd_fp16_bfp16_launch, fgdn_fused_fwd_fp16_bfp16_last_error, "fused_fwd fp16/fp16"},
-    {fgdn_fused_fwd_fp16_bfp32_launch, fgdn_fused_fwd_fp16_bfp32_last_error, "fused_fwd fp16/fp32"},
+// [states][dtype: 0 = bf16, 1 = fp16]. beta's dtype does not matter here (chunk_prep folds beta
+// into the gate vectors). The backward's state pass has a kernel of its own so that the
+// inference one carries none of the state-storing code.
+const FwdKernel kFwd[2][2] = {
+    {{fgdn_fused_fwd_bf16_bfp32_launch, fgdn_fused_fwd_bf16_bfp32_last_error, "fused_fwd bf16"},
+     {fgdn_fused_fwd_fp16_bfp32_launch, fgdn_fused_fwd_fp16_bfp32_last_error, "fused_fwd fp16"}},
+    {{fgdn_fused_fwd_states_bf16_bfp32_launch, fgdn_fused_fwd_states_bf16_bfp32_last_error, "fused_fwd_states bf16"},
+     {fgdn_fused_fwd_states_fp16_bfp32_launch, fgdn_fused_fwd_states_fp16_bfp32_last_error, "fused_fwd_states fp16"}},
 };
 
 constexpr int kNoSplit = 1 << 30;  // "chunks per segment" meaning a whole sequence
@@ -104,7 +106,8 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
 }  // namespace
 
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
-  const FwdKernel& kern = kFwd[a.variant];
+  // io_variant(): 0, 1 = bf16 inputs, 2, 3 = fp16
+  const FwdKernel& kern = kFwd[a.chunk_states_t != nullptr][a.variant >= 2 ? 1 : 0];
   const int nst = a.seqs.num_seqs;
   int rc = kern.launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.v),
                        const_cast<void*>(a.L), const_cast<float*>(a.gate_vectors),
@@ -112,7 +115,7 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
                        const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
                        const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
                        // hsT: never touched without store_states; any valid address then
-                       a.chunk_states_t ? static_cast<void*>(a.chunk_states_t) : const_cast<float*>(a.gate_vectors),
+                       a.chunk_states_t ? a.chunk_states_t : static_cast<void*>(const_cast<float*>(a.gate_vectors)),
                        /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
                        /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*store_final=*/a.ht != nullptr,
                        /*store_states=*/a.chunk_states_t != nullptr,

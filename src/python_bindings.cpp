@@ -129,7 +129,7 @@ PYBIND11_MODULE(_C, m) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, cu_seqlens, num_qk_heads,
                                        num_v_heads, scale, use_qk_l2norm, q, k, v, g, beta, h0, o, ht,
                                        cp_segment_chunks, cp_tolerance);
-        a.chunk_states_t = ptr<float>(chunk_states_t);
+        a.chunk_states_t = ptr<void>(chunk_states_t);
         a.prep_L = ptr<const void>(prep_L);
         a.prep_chunk_stats = ptr<const float>(prep_chunk_stats);
         a.prep_gate_vectors = ptr<const float>(prep_gate_vectors);
@@ -183,7 +183,8 @@ PYBIND11_MODULE(_C, m) {
          int num_chunks, int num_qk_heads, int num_v_heads, float scale, uintptr_t q, uintptr_t k, uintptr_t v,
          uintptr_t d_out, uintptr_t L, uintptr_t beta, uintptr_t q_norm_factor, uintptr_t k_norm_factor,
          uintptr_t gate_vectors, uintptr_t chunk_states_t, uintptr_t chunk_dstates_t, uintptr_t dv_new, uintptr_t dq,
-         uintptr_t dk, uintptr_t dv, uintptr_t dg, uintptr_t dbeta, uintptr_t stream, int gva_sum, uintptr_t dht) {
+         uintptr_t dk, uintptr_t dv, uintptr_t dg, uintptr_t dbeta, uintptr_t stream, int gva_sum, uintptr_t dht,
+         uintptr_t h0) {
         fgdn_backward_chunk_grads_args a;
         a.dtype = static_cast<fgdn_dtype>(dtype);
         a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
@@ -199,11 +200,12 @@ PYBIND11_MODULE(_C, m) {
         a.q_norm_factor = ptr<const float>(q_norm_factor);
         a.k_norm_factor = ptr<const float>(k_norm_factor);
         a.gate_vectors = ptr<const float>(gate_vectors);
-        a.chunk_states_t = ptr<const float>(chunk_states_t);
+        a.chunk_states_t = ptr<const void>(chunk_states_t);
         a.chunk_dstates_t = ptr<const void>(chunk_dstates_t);
         a.dv_new = ptr<const float>(dv_new);
         a.gva_sum = gva_sum;
         a.d_final_state = ptr<const float>(dht);
+        a.initial_state = ptr<const float>(h0);
         a.dq = ptr<float>(dq);
         a.dk = ptr<float>(dk);
         a.dv = ptr<void>(dv);
@@ -216,5 +218,5 @@ PYBIND11_MODULE(_C, m) {
       py::arg("scale"), py::arg("q"), py::arg("k"), py::arg("v"), py::arg("d_out"), py::arg("L"), py::arg("beta"),
       py::arg("q_norm_factor"), py::arg("k_norm_factor"), py::arg("gate_vectors"), py::arg("chunk_states_t"),
       py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dq"), py::arg("dk"), py::arg("dv"), py::arg("dg"),
-      py::arg("dbeta"), py::arg("stream"), py::arg("gva_sum") = 0, py::arg("dht") = 0);
+      py::arg("dbeta"), py::arg("stream"), py::arg("gva_sum") = 0, py::arg("dht") = 0, py::arg("h0") = 0);
 }

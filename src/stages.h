@@ -29,7 +29,7 @@ struct FusedFwdLaunch {
   const float* h0;
   void* o;
   float* ht;
-  float* chunk_states_t = nullptr;   // [num_chunks, HV, V, K]: S^T at every chunk's start, or NULL
+  void* chunk_states_t = nullptr;    // [num_chunks, HV, V, K] in the input dtype: S^T at every chunk's start, or NULL
 };
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream);
 

@@ -151,7 +151,7 @@ def test_forward_on_given_chunk_prep(lens, l2, cp):
     prep = ops.chunk_prep(k, beta, g, cu_seqlens=x["cu_seqlens"], use_qk_l2norm=l2, q=q, scale=0.1, layout=lay)
     runs = []
     for given in (None, prep):
-        hs = torch.full((lay.num_chunks, HV, 128, 128), float("nan"), device="cuda")
+        hs = torch.full((lay.num_chunks, HV, 128, 128), float("nan"), device="cuda", dtype=torch.bfloat16)
         o, ht = forward(q, k, v, g, beta, 0.1, x["initial_state"], True, l2, x["cu_seqlens"], p, cp=cp,
                         chunk_states=hs, prep=given)
         runs.append((o, ht, hs))

@@ -95,7 +95,7 @@ def chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq=None, rk=None, gv
             qf.data_ptr(), kf.data_ptr(), vf.data_ptr(), dof.data_ptr(), st["L"].data_ptr(), bf.data_ptr(),
             ptr(rq), ptr(rk), st["gvec"].data_ptr(), st["hsT"].data_ptr(), st["dhsT"].data_ptr(),
             st["dv_new"].data_ptr(), dq.data_ptr(), dk.data_ptr(), dv.data_ptr(), dg.data_ptr(), db.data_ptr(),
-            _native.stream_handle(device), int(gva_sum), ptr(st.get("dht")))
+            _native.stream_handle(device), int(gva_sum), ptr(st.get("dht")), ptr(st.get("h0")))
     return dq, dk, dv, dg, db
 
 
@@ -111,8 +111,8 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     (both or neither; q, k raw then). Returns a dict: ``hsT``, ``dhsT``
     ``[NC, HV, V, K]`` (state at each chunk's start / state gradient at its end, transposed),
     ``dv_new`` ``[Ttot, HV, V]``, ``dh0`` (None unless ``want_dh0``) and chunk_prep's ``L`` and
-    ``gvec``. hsT, dv_new and dh0 are fp32, dhsT is in qf's dtype; ``dht`` (the fp32 d(final
-    state) or None) rides along for the local stage's partial last chunks."""
+    ``gvec``. hsT and dhsT are in qf's dtype, dv_new and dh0 fp32; ``dht`` (the fp32 d(final
+    state) or None) and ``h0`` ride along for the local stage's partial last chunks."""
     device = qf.device
     Ttot = qf.shape[0]
     qf, kf, vf, dof = (_native.tma_ready(x) for x in (qf, kf, vf, dof))
@@ -127,10 +127,11 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     nc = gvec.shape[0]
     dt = _native.dtype_code(qf.dtype)
     cu, co = lay.pointers()
-    # States in fp32: the local stage forms R = V - E K S, a small difference of large terms, and
-    # dot products whose cancellation would expose bf16 rounding. State gradients in the input
-    # dtype: the local stage rounds them for its GEMM anyway (only <S, dS'> of dg sees it).
-    hsT = torch.empty(nc, HV, 128, 128, dtype=torch.float32, device=device)
+    # States and state gradients in the input dtype, as the GEMMs that use them round them (the
+    # forward's v_new = u - w S included). The exceptions need fp32 and take it from elsewhere: a
+    # sequence's last partial chunk uses d(final state) and, for a one-chunk sequence, h0 itself;
+    # bwd_dstates' first step uses d(final state) unrounded (docs/backward.md, "Precision").
+    hsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device)
     dhsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device)
     dv_new = torch.empty(vf.shape, dtype=torch.float32, device=device)
     dh0 = torch.empty(lay.num_seqs, HV, 128, 128, dtype=torch.float32, device=device) if want_dh0 else None
@@ -156,4 +157,4 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
                              dht.data_ptr() if dht is not None else 0, dhsT.data_ptr(), dv_new.data_ptr(),
                              dh0.data_ptr() if dh0 is not None else 0, stream, seg_chunks, float(cp_tolerance),
                              stats.data_ptr(), seg_offsets.data_ptr() if seg_offsets is not None else 0)
-    return dict(hsT=hsT, dhsT=dhsT, dv_new=dv_new, dh0=dh0, L=L, gvec=gvec, dht=dht)
+    return dict(hsT=hsT, dhsT=dhsT, dv_new=dv_new, dh0=dh0, L=L, gvec=gvec, dht=dht, h0=h0)

@@ -11,13 +11,15 @@ from ._validate import Problem
 def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
             p: Problem, cp="auto", cp_tolerance: float = 1e-6, chunk_states: torch.Tensor | None = None,
             prep: tuple | None = None):
-    """The forward on the current stream. For the backward's state pass: ``chunk_states``, an
-    fp32 tensor ``[num_chunks, HV, V, K]`` (``_layout.seq_layout(...).num_chunks`` rows) that
+    """The forward on the current stream. For the backward's state pass: ``chunk_states``, a
+    tensor ``[num_chunks, HV, V, K]`` in q's dtype (``_layout.seq_layout(...).num_chunks`` rows) that
     receives the state at the start of every chunk, transposed; ``prep``, ``ops.chunk_prep``'s
     ``(L, stats, gate_vectors)`` for these very inputs (beta, scale and norm included), which the
     forward then uses instead of running chunk_prep again."""
     _native.require_gpu(q.device)
     device = q.device
+    if chunk_states is not None and (chunk_states.dtype != q.dtype or not chunk_states.is_contiguous()):
+        raise ValueError(f"chunk_states must be a contiguous {q.dtype} tensor, got {chunk_states.dtype}")
     q, k, v = _native.tma_ready(q), _native.tma_ready(k), _native.tma_ready(v)
     g = g.to(torch.float32).contiguous()
     if beta.dtype not in (q.dtype, torch.float32):

@@ -140,8 +140,9 @@ typedef struct fgdn_forward_args {
                                    is <= cp_tolerance * |state|; segments that cannot meet it start
                                    at their sequence's first chunk instead (exact). 0: no warm-up,
                                    every segment exact. Usual value 1e-6 */
-  float* chunk_states_t;        /* NULL, or [num_chunks, HV, 128, 128] fp32: the state at the start
-                                   of every chunk, transposed (S^T, V x K), for the backward.
+  void* chunk_states_t;         /* NULL, or [num_chunks, HV, 128, 128] in `dtype`: the state at the
+                                   start of every chunk, transposed (S^T, V x K), for the backward
+                                   (rounded as the forward's own GEMMs use it).
                                    Chunks numbered sequence by sequence; rows: N * ceil(T / 64)
                                    for uniform lengths, total_tokens / 64 + N (a bound) for varlen */
   /* NULL, or all three: fgdn_chunk_prep's outputs for these very inputs (k, beta in fp32 or
@@ -224,8 +225,10 @@ typedef struct fgdn_backward_chunk_grads_args {
   const float* q_norm_factor;   /* both or neither */
   const float* k_norm_factor;
   const float* gate_vectors;
-  const float* chunk_states_t;
+  const void* chunk_states_t;   /* in dtype (fgdn_forward) */
   const void* chunk_dstates_t;  /* in dtype (fgdn_backward_dstates) */
+  const float* initial_state;   /* NULL (zero) or the forward's h0: a sequence of one (partial)
+                                   chunk takes its state from it in fp32 */
   const float* dv_new;
   const float* d_final_state;   /* NULL (zero) or the one given to fgdn_backward_dstates: a
                                    sequence's partial last chunk takes <S, dS'> from it in fp32 */

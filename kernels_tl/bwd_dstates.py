@@ -13,8 +13,10 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
       Aw = diag(exp(gc)) L diag(beta rk)   ->  -w = -(Aw K)          wgmma RS m64n128k64 -> smem [t][k]
       P^T = (K Q^T)[s <= t] * exp(gc_t - gc_s) rk_s rq_t scale       wgmma SS m64n64k128
       dvl = P^T dO                                                    wgmma RS m64n64k64  -> smem fp32 [s][v]
-      dO~^T = (diag(exp(gc) rq scale) dO)^T                           smem [v][t]
-      (G_ts exp(gc_s) = exp(gc_t), so Aw needs no per-element exp; P^T does, one per element)
+      dO~ = diag(exp(gc) rq scale) dO                                 smem [t][v]
+      (G_ts exp(gc_s) = exp(gc_t), so Aw needs no per-element exp; P^T's gate ratio is
+      a_t / a_s from chunk_prep's a_t = exp(gc_t - r) while the chunk decays by less than 80,
+      else one exp per element)
 
   WG0 state (holds dS^T [64 V cols x 128 K] fp32 in registers), per chunk, last to first:
       dS^T -> dhsT (input dtype, = dS_hi; own chunks only)            store from registers
@@ -23,7 +25,7 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
           chunk, where dS^T = d(final state) as given, + dS_lo^T K^T: a lone token's dbeta is one
           dot product of dv_new with v - w S, and a bf16-rounded operand would cost it most of
           its digits)
-      dS^T = exp(gc_last) dS^T + dO~^T Q + dv_new^T (-w)              wgmma SS m64n128k64, RS m64n128k64
+      dS^T = exp(gc_last) dS^T + dO~^T Q + dv_new^T (-w)              wgmma SS m64n128k64 (A^T), RS m64n128k64
       dv_new -> dvnew[token, hv, V half] (fp32, valid rows, own chunks)
   After chunk 0 (the segment that owns it): dS^T -> dh0 (fp32).
 
@@ -41,7 +43,7 @@ without such a w it starts at the sequence's last chunk from d(final state) (exa
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
 from common import cp_warmup_chunks, locate_item, variant_symbol
 
 NAME = "bwd_dstates"
@@ -127,7 +129,7 @@ def build(dtype: str):
             L_s = T.alloc_shared((NB, C, C), dtype)
             tab_s = T.alloc_shared((NB, GV_ROWS, C), acc)
             w_s = T.alloc_shared((2, C, D), dtype)       # -w      [t][k]
-            dot_s = T.alloc_shared((2, DV, C), dtype)    # dO~^T   [v][t]
+            dot_s = T.alloc_shared((2, C, DV), dtype)    # dO~     [t][v] (the GEMM reads it transposed)
             # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
             dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]
             kf_s = T.alloc_shared((2, C), acc)
@@ -188,7 +190,7 @@ def build(dtype: str):
                         egl[0] = egl_s[st, 0]
                         for v, kk in T.Parallel(DV, D):
                             dst[v, kk] = dst[v, kk] * egl[0]
-                        T.wgmma_gemm(dot_s[st, :, :], q_s[sa, :, :], dst)
+                        T.wgmma_gemm(dot_s[st, :, :], q_s[sa, :, :], dst, transpose_A=True)
                         for v, t in T.Parallel(DV, C):
                             dvl_f[v, t] = dvl_s[st, t, v]
                         T.copy(kf_s[st, :], kf_f)
@@ -256,8 +258,10 @@ def build(dtype: str):
                         T.copy(tab_s[sb, GV_RK, :], rk_f)
                         T.copy(tab_s[sb, GV_RQS, :], rqs_f)
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
-                        for v, t in T.Parallel(DV, C):
-                            dot_s[st, v, t] = T.cast(
+                        # row-scaled copy in dO's own layout (a transposed copy cost 2-byte shared
+                        # loads per element); the state's GEMM takes it transposed
+                        for t, v in T.Parallel(C, DV):
+                            dot_s[st, t, v] = T.cast(
                                 T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]), dtype)
                         if tx - 128 < C:
                             kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
@@ -267,11 +271,21 @@ def build(dtype: str):
                         for t, kk in T.Parallel(C, D):
                             w_s[st, t, kk] = T.cast(-wacc[t, kk], dtype)
                         T.wait_wgmma(0)
-                        # rows past the end: rq scale = 0 masks their columns t (and s <= t)
-                        for s, t in T.Parallel(C, C):
-                            ptb[s, t] = T.if_then_else(
-                                s <= t, pacc[s, t] * T.exp2(T.min(gcol_f[t] - gr_f[s], 0.0) * LOG2E) * rqs_f[t] * rk_f[s],
-                                0.0)
+                        # rows past the end: rq scale = 0 masks their columns t (and s <= t).
+                        # exp(gc_t - gc_s) = a_t / a_s (chunk_prep's a_t = exp(gc_t - r)) while the
+                        # chunk decays by less than 80 ("rank-1": no exp per element); else per element
+                        if tab_s[sb, GV_MISC, 1] > 0.5:
+                            for s_ in T.Parallel(C):
+                                gr_f[s_] = tab_s[sb, GV_RK, s_] / tab_s[sb, GV_RA, s_]
+                            for t_ in T.Parallel(C):
+                                gcol_f[t_] = tab_s[sb, GV_RA, t_] * tab_s[sb, GV_RQS, t_]
+                            for s, t in T.Parallel(C, C):
+                                ptb[s, t] = T.if_then_else(s <= t, pacc[s, t] * gcol_f[t] * gr_f[s], 0.0)
+                        else:
+                            for s, t in T.Parallel(C, C):
+                                ptb[s, t] = T.if_then_else(
+                                    s <= t, pacc[s, t] * T.exp2(T.min(gcol_f[t] - gr_f[s], 0.0) * LOG2E) * rqs_f[t] * rk_f[s],
+                                    0.0)
                         T.wgmma_gemm(ptb, do_s[sb, :, :], dvacc, clear_accum=True)
                         T.wait_wgmma(0)
                         T.copy(dvacc, dvl_s[st, :, 0:DV])

@@ -10,12 +10,13 @@ from ._validate import Problem
 
 def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
             p: Problem, cp="auto", cp_tolerance: float = 1e-6, chunk_states: torch.Tensor | None = None,
-            prep: tuple | None = None):
+            prep: tuple | None = None, segment_chunks: int | None = None):
     """The forward on the current stream. For the backward's state pass: ``chunk_states``, a
     tensor ``[num_chunks, HV, V, K]`` in q's dtype (``_layout.seq_layout(...).num_chunks`` rows) that
     receives the state at the start of every chunk, transposed; ``prep``, ``ops.chunk_prep``'s
     ``(L, stats, gate_vectors)`` for these very inputs (beta, scale and norm included), which the
-    forward then uses instead of running chunk_prep again."""
+    forward then uses instead of running chunk_prep again; ``segment_chunks``, the CP split
+    (``cp.segment_chunks``) when the caller has planned it already (``cp`` is then ignored)."""
     _native.require_gpu(q.device)
     device = q.device
     if chunk_states is not None and (chunk_states.dtype != q.dtype or not chunk_states.is_contiguous()):
@@ -39,7 +40,7 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
         cu32 = cu_seqlens.to(device=device, dtype=torch.int32)  # kept alive until the launch is enqueued
         seq_len, cu_ptr = 0, cu32.data_ptr()
 
-    cp_segment_chunks = cp_plan.segment_chunks(p, cp, device)
+    cp_segment_chunks = cp_plan.segment_chunks(p, cp, device) if segment_chunks is None else int(segment_chunks)
 
     ext = _native.ext()
     dt, bdt = _native.dtype_code(q.dtype), _native.dtype_code(beta.dtype)

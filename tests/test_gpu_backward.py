@@ -110,11 +110,18 @@ def test_backward_stages_match_reference(lens, cp):
     assert rel_err(st["dhsT"].transpose(-1, -2)[real], dhs[real]) < 1e-2
     assert rel_err(st["dv_new"], dvn) < 1e-2
     assert rel_err(st["dh0"], dh0) < 1e-2
-    # the per-chunk kernel on the kernels' own states vs the reference stage on the same ones
+    # the per-chunk kernel on the kernels' own states vs the reference stage on the same ones: the
+    # stored (rounded) states, except that a sequence of one partial chunk starts from h0 itself
+    # (fp32), and v_new recomputed from them as the kernel does
     from flashgdn.backward import chunk_grads
     got = chunk_grads(q, k, v, b, d, st, lay, H, HV, 0.1)
-    want = RB.chunk_local_grads(q, k, v, g, b, d, st["hsT"].transpose(-1, -2), st["dhsT"].transpose(-1, -2),
-                                vn, st["dv_new"], idx, 0.1)
+    used = st["hsT"].transpose(-1, -2).to(torch.float64)
+    cu_all = x["cu_seqlens"] if x["cu_seqlens"] is not None else torch.arange(B + 1, device="cuda") * T
+    seq_len = (cu_all[1:] - cu_all[:-1])[idx.seq]
+    one = idx.valid[:, 0] & (idx.pos == 0) & (seq_len < 64)
+    used[one] = x["initial_state"][idx.seq[one]].to(torch.float64)
+    want = RB.chunk_local_grads(q, k, v, g, b, d, used, st["dhsT"].transpose(-1, -2),
+                                RB.chunk_v_new(k, v, g, b, used, idx), st["dv_new"], idx, 0.1)
     torch.cuda.synchronize()
     for name, a, r in zip(("dq", "dk", "dv", "dg", "dbeta"), got, want):
         assert torch.isfinite(a).all(), name

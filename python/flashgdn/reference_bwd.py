@@ -125,6 +125,21 @@ def chunk_states(k, v, g, beta, idx: ChunkIndex, h0=None, dtype=torch.float64):
     return hs, scatter_chunks(vn, idx, Ttot)
 
 
+def chunk_v_new(k, v, g, beta, hs, idx: ChunkIndex, dtype=torch.float64):
+    """``v_new = u - w S`` of every token ``[Ttot, HV, V]`` for given chunk-start states ``hs
+    [NC, HV, K, V]`` - what the local stage recomputes from the states it is handed (for
+    judging it on states other than the exact ones)."""
+    Ttot, H, K = k.shape
+    HV = v.shape[1]
+    heads = _heads(H, HV, k.device)
+    kc = gather_chunks(k.to(dtype), idx, heads)
+    gc = gather_chunks(g.to(dtype), idx).cumsum(-1)
+    f = wy_factors(kc, gather_chunks(beta.to(dtype), idx), gc)
+    S = torch.where(idx.valid[:, :1, None, None], hs.to(dtype), torch.zeros((), dtype=dtype, device=hs.device))
+    vn = f["Au"] @ gather_chunks(v.to(dtype), idx) - (f["Au"] @ (f["E"][..., None] * kc)) @ S
+    return scatter_chunks(vn, idx, Ttot)
+
+
 def chunk_dstates(q, k, g, beta, do, idx: ChunkIndex, scale: float, num_seqs: int, dht=None,
                   dtype=torch.float64):
     """Stage 2. Returns ``dhs [NC, HV, K, V]`` (gradient of the state at each chunk's end),

@@ -44,7 +44,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
-from common import cp_warmup_chunks, locate_item, variant_symbol
+from common import cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 
 NAME = "bwd_dstates"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -136,12 +136,7 @@ def build(dtype: str):
             egl_s = T.alloc_shared((2, 1), acc)
             T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
-            fullA = T.alloc_barrier(arrive_count=[128] * NA)
-            emptyA = T.alloc_barrier(arrive_count=[256] * NA)
-            fullB = T.alloc_barrier(arrive_count=[128] * NB)
-            emptyB = T.alloc_barrier(arrive_count=[128] * NB)
-            pfull = T.alloc_barrier(arrive_count=[128, 128])
-            pempty = T.alloc_barrier(arrive_count=[128, 128])
+            fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
 
             if n >= 0:
                 if tx < 128:

@@ -113,3 +113,14 @@ def cp_warmup_chunks(stats, chunk_base, hv, first, step, avail, cp_log_tol, tx, 
                 wv[2] = T.if_then_else(wv[1] > 0.5 and wv[0] <= cp_log_tol, T.cast(c + 1, "float32"), -1.0)
         wres[0] = T.cast(wv[2], "int32")
     T.sync_threads()
+
+
+def ring_barriers(na: int, nb: int):
+    """The barriers of the two-warpgroup pipeline that fused_fwd and bwd_dstates share (WG0 the
+    state, WG1 the prep and the TMA loads, 128 threads each): ring A (q, k, read by both
+    warpgroups: na stages, full after WG1's arrival plus the TMA bytes, empty after all 256
+    threads), ring B (WG1's own inputs: nb stages) and the prep -> state hand-off (two stages).
+    Returns (fullA, emptyA, fullB, emptyB, pfull, pempty)."""
+    return (T.alloc_barrier(arrive_count=[128] * na), T.alloc_barrier(arrive_count=[256] * na),
+            T.alloc_barrier(arrive_count=[128] * nb), T.alloc_barrier(arrive_count=[128] * nb),
+            T.alloc_barrier(arrive_count=[128, 128]), T.alloc_barrier(arrive_count=[128, 128]))

@@ -33,7 +33,7 @@ Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, L, gate-table ring), pfull/
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, cp_warmup_chunks, locate_item, variant_symbol
+from common import CHUNK, HEAD_DIM, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 from common import GV_ROWS, GV_FWD_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
@@ -166,12 +166,7 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
             # A-fragment reads of L are conflict-free only with the 128-byte swizzle (TMA writes it)
             T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
-            fullA = T.alloc_barrier(arrive_count=[128] * NA)
-            emptyA = T.alloc_barrier(arrive_count=[256] * NA)
-            fullB = T.alloc_barrier(arrive_count=[128] * NB)
-            emptyB = T.alloc_barrier(arrive_count=[128] * NB)
-            pfull = T.alloc_barrier(arrive_count=[128, 128])
-            pempty = T.alloc_barrier(arrive_count=[128, 128])
+            fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
 
             if n >= 0:
                 if tx < 128:

@@ -41,3 +41,17 @@ def test_staged_backward_matches_autograd(B, T, H, HV, lens, h0, with_dht, gates
     for name, a, b in zip(("dq", "dk", "dv", "dg", "dbeta", "dh0"), got, ref):
         err = ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
         assert err < 1e-9, (name, err)
+
+
+@pytest.mark.parametrize("B,T,H,HV,lens", [(2, 130, 1, 2, None), (1, 0, 2, 4, [1, 0, 130, 64])])
+def test_chunk_v_new_on_the_pass_states(B, T, H, HV, lens):
+    """chunk_v_new (v_new for given states, what the stage tests hand the local stage) on
+    chunk_states' own states reproduces chunk_states' v_new."""
+    cu = cu_from_lens(lens) if lens else None
+    T = sum(lens) if lens else T
+    x = make_inputs(B, T, H, HV, dtype=torch.float32, cu_seqlens=cu)
+    flat = lambda t: t.reshape((B * T,) + tuple(t.shape[2:]))  # noqa: E731
+    k, v, g, beta = (flat(x[n]) for n in ("k", "v", "g", "beta"))
+    idx = RB.chunk_index(B, T, x["cu_seqlens"], "cpu")
+    hs, vn = RB.chunk_states(k, v, g, beta, idx, x["initial_state"])
+    torch.testing.assert_close(RB.chunk_v_new(k, v, g, beta, hs, idx), vn, rtol=0, atol=1e-12)

@@ -97,19 +97,20 @@ def _heads(H: int, HV: int, device) -> torch.Tensor:
     return torch.arange(HV, device=device) // (HV // H)
 
 
+def _chunk_u_w(k, v, g, beta, idx: ChunkIndex, dtype):
+    """Per chunk: K (of each value head's q/k head), gc, u = Au V and w = Au E K (v_new = u - w S)."""
+    H, HV = k.shape[1], v.shape[1]
+    kc = gather_chunks(k.to(dtype), idx, _heads(H, HV, k.device))
+    gc = gather_chunks(g.to(dtype), idx).cumsum(-1)
+    f = wy_factors(kc, gather_chunks(beta.to(dtype), idx), gc)
+    return kc, gc, f["Au"] @ gather_chunks(v.to(dtype), idx), f["Au"] @ (f["E"][..., None] * kc)
+
+
 def chunk_states(k, v, g, beta, idx: ChunkIndex, h0=None, dtype=torch.float64):
     """Stage 1. Returns ``hs [NC, HV, K, V]`` (state at each chunk's start), ``v_new [Ttot, HV, V]``."""
     Ttot, H, K = k.shape
     HV, V = v.shape[1], v.shape[2]
-    heads = _heads(H, HV, k.device)
-    kc = gather_chunks(k.to(dtype), idx, heads)
-    vc = gather_chunks(v.to(dtype), idx)
-    gc = gather_chunks(g.to(dtype), idx).cumsum(-1)
-    bc = gather_chunks(beta.to(dtype), idx)
-    f = wy_factors(kc, bc, gc)
-    Au, E = f["Au"], f["E"]
-    u = Au @ vc
-    w = Au @ (E[..., None] * kc)
+    kc, gc, u, w = _chunk_u_w(k, v, g, beta, idx, dtype)
     decay = (gc[..., -1:] - gc).exp()[..., None] * kc          # Kd
     NC = idx.num_chunks
     hs = torch.zeros(NC, HV, K, V, dtype=dtype, device=k.device)
@@ -129,15 +130,9 @@ def chunk_v_new(k, v, g, beta, hs, idx: ChunkIndex, dtype=torch.float64):
     """``v_new = u - w S`` of every token ``[Ttot, HV, V]`` for given chunk-start states ``hs
     [NC, HV, K, V]`` - what the local stage recomputes from the states it is handed (for
     judging it on states other than the exact ones)."""
-    Ttot, H, K = k.shape
-    HV = v.shape[1]
-    heads = _heads(H, HV, k.device)
-    kc = gather_chunks(k.to(dtype), idx, heads)
-    gc = gather_chunks(g.to(dtype), idx).cumsum(-1)
-    f = wy_factors(kc, gather_chunks(beta.to(dtype), idx), gc)
+    _, _, u, w = _chunk_u_w(k, v, g, beta, idx, dtype)
     S = torch.where(idx.valid[:, :1, None, None], hs.to(dtype), torch.zeros((), dtype=dtype, device=hs.device))
-    vn = f["Au"] @ gather_chunks(v.to(dtype), idx) - (f["Au"] @ (f["E"][..., None] * kc)) @ S
-    return scatter_chunks(vn, idx, Ttot)
+    return scatter_chunks(u - w @ S, idx, k.shape[0])
 
 
 def chunk_dstates(q, k, g, beta, do, idx: ChunkIndex, scale: float, num_seqs: int, dht=None,

@@ -28,6 +28,8 @@ wgmma, C7512). Per chunk c (64 tokens):
 The critical path per chunk is WG0's two dependent GEMMs; everything that does not depend on
 the state runs one chunk ahead on WG1. In-kernel L2 norm of q/k is folded into the factors.
 Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, L, gate-table ring), pfull/pempty (prep -> state).
+A CP segment starts at its first chunk from seg_states (exact_cp: cp_summary + cp_combine made
+it) when it cannot warm up; the look-back test is the same in all three kernels.
 """
 
 import tilelang
@@ -67,6 +69,7 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
     NST = T.dynamic("NST")     # rows of h0 / ht (sequences, or 1 when unused)
     NCG = T.dynamic("NCG")     # rows of the gate-vector table (chunks)
     NCS = T.dynamic("NCS")     # rows of hsT (chunks with store_states, else 1)
+    NSEG = T.dynamic("NSEG")   # rows of seg_states (CP items with exact_cp, else 1)
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2         # V columns per CTA
@@ -90,6 +93,7 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
         o: T.Tensor((Ttot, HV, D), dtype),
         ht: T.Tensor((NST, HV, D, D), "float32"),
         hsT: T.Tensor((NCS, HV, D, D), dtype),
+        seg_states: T.Tensor((NSEG, HV, D, D), "float32"),
         seq_len: T.int32,
         num_seqs: T.int32,
         seg_chunks: T.int32,
@@ -98,6 +102,7 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
         store_final: T.int32,
         store_states: T.int32,
         cp_log_tol: T.float32,
+        exact_cp: T.int32,
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
         # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
@@ -125,8 +130,9 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
             # it, sum(g) <= ln(tol) and beta |k|^2 <= 2 for every token (so every factor
             # exp(g)(I - beta k k^T) has norm <= exp(g)), then the state at c_out - w reaches c_out
             # shrunk by at least tol: start there from zero (warm-up, no outputs). The smallest
-            # such w <= 64 comes from chunk_prep's per-chunk stats; without one, start at the
-            # sequence's first chunk with the true initial state (exact, just longer).
+            # such w <= 64 comes from chunk_prep's per-chunk stats; without one, start at c_out
+            # with the true incoming state from cp_summary + cp_combine (exact_cp, tool (a)), or
+            # else at the sequence's first chunk with the true initial state (exact, just longer).
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
             wv = T.alloc_local((3,), acc)
@@ -135,7 +141,7 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
             ix = T.alloc_local((4,), "int32")
             ix[3] = 0
             if n >= 0 and c_out > 0:
-                ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], 0)
+                ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], T.if_then_else(exact_cp != 0, c_out, 0))
             c_begin = ix[3]                               # first chunk this CTA runs
             nch = T.max(c_end - c_begin, 0)
             # index math hoisted into registers once: the TMA coordinates below would otherwise
@@ -186,6 +192,9 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                     if has_h0 != 0 and c_begin == 0:
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = h0[n, hv, kk, c0 + c]
+                    elif exact_cp != 0 and c_out > 0 and c_begin == c_out:
+                        for c, kk in T.Parallel(DV, D):
+                            S[c, kk] = seg_states[seg, hv, kk, c0 + c]
                     else:
                         T.clear(S)
 

@@ -11,10 +11,10 @@ namespace flashgdn {
 namespace {
 
 using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* gvec, void* stats, void* h0, void* cu_seqlens,
-                            void* chunk_offsets, void* seg_offsets, void* o, void* ht, void* hsT, int seq_len,
-                            int num_seqs, int seg_chunks, int num_segs, int has_h0, int store_final,
-                            int store_states, float cp_log_tol, int Ttot, int H, int HV, int NCG, int NST, int NS1,
-                            int NCS, cudaStream_t stream);
+                            void* chunk_offsets, void* seg_offsets, void* o, void* ht, void* hsT,
+                            void* seg_states, int seq_len, int num_seqs, int seg_chunks, int num_segs, int has_h0,
+                            int store_final, int store_states, float cp_log_tol, int exact_cp, int Ttot, int H,
+                            int HV, int NCG, int NST, int NS1, int NCS, int NSEG, cudaStream_t stream);
 struct FwdKernel {
   FwdLaunchFn launch;
   const char* (*last_error)(void);
@@ -41,7 +41,9 @@ struct Plan {
   int seg_chunks = kNoSplit;
   int num_chunks = 0;   // chunk grid (exact for uniform lengths, an upper bound for varlen)
   int num_segs = 0;     // CTA items per (head, V half): exact or an upper bound
+  bool exact_cp = false;  // run the exact CP correction (some sequence has more than one segment)
   size_t L_off = 0, stats_off = 0, gvec_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, bytes = 0;
+  size_t summ_off = 0, kinds_off = 0, seg_states_off = 0;
 };
 
 Plan make_plan(const fgdn_forward_args& a) {
@@ -54,10 +56,12 @@ Plan make_plan(const fgdn_forward_args& a) {
     p.num_chunks = (int)(N * nct);
     const long long per_seq = (nct + p.seg_chunks - 1) / p.seg_chunks;
     p.num_segs = (int)(N * (per_seq > 1 ? per_seq : 1));
+    p.exact_cp = per_seq > 1;
   } else {
     const long long bound = (long long)s.total_tokens / 64 + N;   // sum of ceil(len/64)
     p.num_chunks = (int)bound;
     p.num_segs = (int)(a.cp_segment_chunks > 0 ? (bound + p.seg_chunks - 1) / p.seg_chunks + N : N);
+    p.exact_cp = a.cp_segment_chunks > 0 && bound > p.seg_chunks;
   }
   const size_t elem = 2;  // bf16 / fp16
   size_t off = 0;
@@ -75,6 +79,16 @@ Plan make_plan(const fgdn_forward_args& a) {
     off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
     p.seg_offsets_off = off;
     off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
+  }
+  p.exact_cp = p.exact_cp && !a.cp_restart_only;
+  if (p.exact_cp) {   // the exact correction's summaries (F | M) and incoming states, fp32
+    const size_t per_item = (size_t)p.num_segs * a.num_v_heads;
+    p.summ_off = off;
+    off = align_up(off + per_item * 128 * 256 * sizeof(float));
+    p.kinds_off = off;
+    off = align_up(off + per_item * sizeof(int32_t));
+    p.seg_states_off = off;
+    off = align_up(off + per_item * 128 * 128 * sizeof(float));
   }
   p.bytes = off;
   return p;
@@ -114,15 +128,17 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
                        const_cast<float*>(a.chunk_stats), const_cast<float*>(a.h0),
                        const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
                        const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
-                       // hsT: never touched without store_states; any valid address then
+                       // hsT, seg_states: never touched without store_states / exact_cp; any valid address then
                        a.chunk_states_t ? a.chunk_states_t : static_cast<void*>(const_cast<float*>(a.gate_vectors)),
+                       const_cast<float*>(a.seg_states ? a.seg_states : a.gate_vectors),
                        /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
                        /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*store_final=*/a.ht != nullptr,
                        /*store_states=*/a.chunk_states_t != nullptr,
-                       /*cp_log_tol=*/a.cp_log_tol, /*Ttot=*/a.seqs.total_tokens, /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads,
+                       /*cp_log_tol=*/a.cp_log_tol, /*exact_cp=*/a.seg_states != nullptr, /*Ttot=*/a.seqs.total_tokens, /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads,
                        /*NCG=*/a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1, /*NST=*/nst,
                        /*NS1=*/a.seqs.num_seqs + 1,
-                       /*NCS=*/a.chunk_states_t && a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1, stream);
+                       /*NCS=*/a.chunk_states_t && a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1,
+                       /*NSEG=*/a.seg_states ? a.num_segs : 1, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }
 
@@ -205,5 +221,11 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.o = a->o;
   f.ht = a->final_state;
   f.chunk_states_t = a->chunk_states_t;
+  if (plan.exact_cp) {
+    float* seg_states = reinterpret_cast<float*>(ws + plan.seg_states_off);
+    FGDN_TRY(run_cp_exact(f, reinterpret_cast<float*>(ws + plan.summ_off), reinterpret_cast<int32_t*>(ws + plan.kinds_off),
+                          seg_states, stream));
+    f.seg_states = seg_states;
+  }
   return run_fused_fwd(f, stream);
 }

@@ -101,6 +101,7 @@ PYBIND11_MODULE(_C, m) {
     a.final_state = ptr<float>(ht);
     a.cp_segment_chunks = cp_segment_chunks;
     a.cp_tolerance = cp_tolerance;
+    a.cp_restart_only = 0;
     a.chunk_states_t = nullptr;
     a.prep_L = nullptr;
     a.prep_chunk_stats = nullptr;
@@ -110,14 +111,16 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "forward_workspace_size",
       [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, int num_qk_heads,
-                 int num_v_heads, int cp_segment_chunks, uintptr_t prep_L) {
+                 int num_v_heads, int cp_segment_chunks, uintptr_t prep_L, bool cp_restart_only) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, 0, num_qk_heads,
                                        num_v_heads, 1.0f, false, 0, 0, 0, 0, 0, 0, 0, 0, cp_segment_chunks, 0.f);
         a.prep_L = ptr<const void>(prep_L);   // the size only asks whether it is given
+        a.cp_restart_only = cp_restart_only ? 1 : 0;
         return fgdn_forward_workspace_size(&a);
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
-      py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("cp_segment_chunks"), py::arg("prep_L") = 0);
+      py::arg("num_qk_heads"), py::arg("num_v_heads"), py::arg("cp_segment_chunks"), py::arg("prep_L") = 0,
+      py::arg("cp_restart_only") = false);
   m.def(
       "forward",
       [fwd_args](int dtype, int beta_dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens,
@@ -125,7 +128,7 @@ PYBIND11_MODULE(_C, m) {
                  uintptr_t v, uintptr_t g, uintptr_t beta, uintptr_t h0, uintptr_t o, uintptr_t ht,
                  int cp_segment_chunks, float cp_tolerance, uintptr_t workspace, size_t workspace_bytes,
                  uintptr_t stream, uintptr_t chunk_states_t, uintptr_t prep_L, uintptr_t prep_chunk_stats,
-                 uintptr_t prep_gate_vectors) {
+                 uintptr_t prep_gate_vectors, bool cp_restart_only) {
         fgdn_forward_args a = fwd_args(dtype, beta_dtype, total_tokens, num_seqs, seq_len, cu_seqlens, num_qk_heads,
                                        num_v_heads, scale, use_qk_l2norm, q, k, v, g, beta, h0, o, ht,
                                        cp_segment_chunks, cp_tolerance);
@@ -133,6 +136,7 @@ PYBIND11_MODULE(_C, m) {
         a.prep_L = ptr<const void>(prep_L);
         a.prep_chunk_stats = ptr<const float>(prep_chunk_stats);
         a.prep_gate_vectors = ptr<const float>(prep_gate_vectors);
+        a.cp_restart_only = cp_restart_only ? 1 : 0;
         raise_on_error(fgdn_forward(&a, ptr<void>(workspace), workspace_bytes, ptr<CUstream_st>(stream)));
       },
       py::arg("dtype"), py::arg("beta_dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"),
@@ -141,7 +145,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("h0"), py::arg("o"), py::arg("ht"), py::arg("cp_segment_chunks"), py::arg("cp_tolerance"),
       py::arg("workspace"),
       py::arg("workspace_bytes"), py::arg("stream"), py::arg("chunk_states_t") = 0, py::arg("prep_L") = 0,
-      py::arg("prep_chunk_stats") = 0, py::arg("prep_gate_vectors") = 0);
+      py::arg("prep_chunk_stats") = 0, py::arg("prep_gate_vectors") = 0, py::arg("cp_restart_only") = false);
 
   // Backward stages (flashgdn/backward.py composes them with the per-chunk gradients).
   m.def(

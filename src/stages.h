@@ -30,7 +30,16 @@ struct FusedFwdLaunch {
   void* o;
   float* ht;
   void* chunk_states_t = nullptr;    // [num_chunks, HV, V, K] in the input dtype: S^T at every chunk's start, or NULL
+  // exact CP correction (tool (a)): the true incoming state of every segment that cannot warm up,
+  // [num_segs, HV, K, V] fp32 from run_cp_exact, or NULL (such segments restart at chunk 0)
+  const float* seg_states = nullptr;
 };
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream);
+
+// Passes 1 and 2 of the exact CP correction for the split described by `a` (cp_summary, then
+// cp_combine): fills seg_states for the segments that cannot warm up. summ: [num_segs, HV, K, 2K]
+// fp32 scratch; kinds: [num_segs, HV] int32 scratch; seg_states: [num_segs, HV, K, V] fp32.
+fgdn_status run_cp_exact(const FusedFwdLaunch& a, float* summ, int32_t* kinds, float* seg_states,
+                         cudaStream_t stream);
 
 }  // namespace flashgdn

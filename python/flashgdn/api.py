@@ -33,8 +33,9 @@ def chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g:
             an int n (cut each sequence into about n segments that run in parallel) or None (off).
         cp_tolerance: a CP segment may start from zero a few chunks early when the gates prove
             the dropped part of its incoming state is below ``cp_tolerance`` times the state's
-            norm; otherwise it starts at its sequence's first chunk (exact). 0 forbids the early
-            start: every segment is exact.
+            norm; otherwise it gets its true incoming state through the exact correction (the
+            K x K transition products of the segments before it, computed in parallel). 0
+            forbids the early start: every segment takes the exact correction.
         deterministic: backward only, GVA only (HV > H). False (default): each value head adds
             its dq, dk into its q/k head's fp32 rows with float atomics - HV / H times less
             memory for them, but the summation order, hence the last bits, can vary between runs.

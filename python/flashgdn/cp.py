@@ -1,8 +1,8 @@
 """Choosing the intra-card context-parallel (CP) split of the forward.
 
 Each CTA of the fused kernel runs one (segment, value head, half of V); a segment after the
-first warms up from zero over the chunks before it (or restarts from the sequence start when the
-gates do not decay enough - see docs/context-parallelism.md). The planner picks the number of
+first warms up from zero over the chunks before it, or, when the gates do not decay enough, gets
+its true incoming state through the exact transition-product correction (docs/context-parallelism.md). The planner picks the number of
 chunks per segment from the cost model
 
     time ~ waves(CTAs) * (chunks per segment + WARMUP_CHUNKS) * CHUNK_US + SEGMENT_US * segments

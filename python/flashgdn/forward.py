@@ -10,13 +10,15 @@ from ._validate import Problem
 
 def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
             p: Problem, cp="auto", cp_tolerance: float = 1e-6, chunk_states: torch.Tensor | None = None,
-            prep: tuple | None = None, segment_chunks: int | None = None):
+            prep: tuple | None = None, segment_chunks: int | None = None, cp_exact: bool = True):
     """The forward on the current stream. For the backward's state pass: ``chunk_states``, a
     tensor ``[num_chunks, HV, V, K]`` in q's dtype (``_layout.seq_layout(...).num_chunks`` rows) that
     receives the state at the start of every chunk, transposed; ``prep``, ``ops.chunk_prep``'s
     ``(L, stats, gate_vectors)`` for these very inputs (beta, scale and norm included), which the
     forward then uses instead of running chunk_prep again; ``segment_chunks``, the CP split
-    (``cp.segment_chunks``) when the caller has planned it already (``cp`` is then ignored)."""
+    (``cp.segment_chunks``) when the caller has planned it already (``cp`` is then ignored);
+    ``cp_exact=False`` makes segments that cannot warm up restart at their sequence's first chunk
+    instead of taking the exact correction (for comparisons; both are exact)."""
     _native.require_gpu(q.device)
     device = q.device
     if chunk_states is not None and (chunk_states.dtype != q.dtype or not chunk_states.is_contiguous()):
@@ -45,7 +47,8 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
     ext = _native.ext()
     dt, bdt = _native.dtype_code(q.dtype), _native.dtype_code(beta.dtype)
     L, stats, gvec = (x.data_ptr() for x in prep) if prep is not None else (0, 0, 0)
-    nbytes = ext.forward_workspace_size(dt, bdt, total, p.num_seqs, seq_len, p.H, p.HV, cp_segment_chunks, L)
+    nbytes = ext.forward_workspace_size(dt, bdt, total, p.num_seqs, seq_len, p.H, p.HV, cp_segment_chunks, L,
+                                        not cp_exact)
     ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device)
     with torch.cuda.device(device):
         ext.forward(dt, bdt, total, p.num_seqs, seq_len, cu_ptr, p.H, p.HV, float(scale),
@@ -53,5 +56,5 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
                     beta.data_ptr(), h0.data_ptr() if h0 is not None else 0, o.data_ptr(),
                     ht.data_ptr() if ht is not None else 0, cp_segment_chunks, float(cp_tolerance), ws.data_ptr(), nbytes,
                     _native.stream_handle(device), chunk_states.data_ptr() if chunk_states is not None else 0,
-                    L, stats, gvec)
+                    L, stats, gvec, not cp_exact)
     return o, ht

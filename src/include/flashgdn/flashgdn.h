@@ -137,9 +137,13 @@ typedef struct fgdn_forward_args {
   float* final_state;           /* [N, HV, 128, 128] or NULL (not written) */
   int cp_segment_chunks;        /* intra-card context parallelism: chunks per segment (0: off) */
   float cp_tolerance;           /* CP warm-up bound: the dropped part of a segment's incoming state
-                                   is <= cp_tolerance * |state|; segments that cannot meet it start
-                                   at their sequence's first chunk instead (exact). 0: no warm-up,
-                                   every segment exact. Usual value 1e-6 */
+                                   is <= cp_tolerance * |state|; segments that cannot meet it get
+                                   their true incoming state through the exact correction (the
+                                   transition products of the segments before them). 0: no
+                                   warm-up, every segment exact. Usual value 1e-6 */
+  int cp_restart_only;          /* 0 (usual): the exact correction as above; 1: segments that cannot
+                                   warm up restart at their sequence's first chunk instead (exact
+                                   too, slower; less workspace) */
   void* chunk_states_t;         /* NULL, or [num_chunks, HV, 128, 128] in `dtype`: the state at the
                                    start of every chunk, transposed (S^T, V x K), for the backward
                                    (rounded as the forward's own GEMMs use it).

@@ -37,7 +37,9 @@ Intra-card CP as in the forward, mirrored: a segment [c_out, c_end) that does no
 sequence starts w chunks *after* its end from dS = 0, where w is the fewest chunks over which
 sum(g) <= ln(tol) with beta |k|^2 <= 2 throughout (chunk_prep's stats): the dropped gradient
 then reaches c_end shrunk by tol (dS_c = T_c^T dS_c+1 + ..., |T_c^T| = |T_c| <= exp(sum g));
-without such a w it starts at the sequence's last chunk from d(final state) (exact).
+without such a w it starts at its own end from the true gradient there (exact_cp: bwd_cp_summary
++ cp_combine, the transition-product correction), or else at the sequence's last chunk from
+d(final state) (exact, slower).
 """
 
 import tilelang
@@ -61,6 +63,7 @@ def build(dtype: str):
     NS1 = T.dynamic("NS1")
     NST = T.dynamic("NST")     # rows of dht / dh0
     NCG = T.dynamic("NCG")     # chunk rows of gvec / stats / dhsT
+    NSEG = T.dynamic("NSEG")   # rows of seg_dstates (CP items with exact_cp, else 1)
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2
@@ -81,6 +84,7 @@ def build(dtype: str):
         dhsT: T.Tensor((NCG, HV, D, D), dtype),
         dvnew: T.Tensor((Ttot, HV, D), "float32"),
         dh0: T.Tensor((NST, HV, D, D), "float32"),
+        seg_dstates: T.Tensor((NSEG, HV, D, D), "float32"),
         seq_len: T.int32,
         num_seqs: T.int32,
         seg_chunks: T.int32,
@@ -88,6 +92,7 @@ def build(dtype: str):
         has_dht: T.int32,
         store_dh0: T.int32,
         cp_log_tol: T.float32,
+        exact_cp: T.int32,
     ):
         with T.Kernel(2 * num_segs, HV, threads=256) as (bx, hv):
             seg = bx // 2
@@ -111,7 +116,7 @@ def build(dtype: str):
             ix[0] = nct - 1                              # last chunk this CTA runs
             if n >= 0 and c_end < nct:
                 cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
-                ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, nct - 1)
+                ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, T.if_then_else(exact_cp != 0, c_end - 1, nct - 1))
             ix[0] = T.if_then_else(n >= 0, ix[0], c_out - 1)   # past the last item: no chunks
             c_hi = ix[0]
             nch = T.max(c_hi - c_out + 1, 0)
@@ -151,9 +156,14 @@ def build(dtype: str):
                     egl = T.alloc_local((1,), acc)
 
                     from_end = c_hi == nct - 1                   # starts at the true end: d(final state)
-                    for v, kk in T.Parallel(DV, D):
-                        dst[v, kk] = T.if_then_else(T.And(has_dht > 0, from_end),
-                                                    dht[T.min(n, NST - 1), hv, kk, c0 + v], 0.0)
+                    if exact_cp != 0 and c_end < nct and c_hi == c_end - 1:
+                        # the true gradient at the segment's end (bwd_cp_summary + cp_combine)
+                        for v, kk in T.Parallel(DV, D):
+                            dst[v, kk] = seg_dstates[seg, hv, kk, c0 + v]
+                    else:
+                        for v, kk in T.Parallel(DV, D):
+                            dst[v, kk] = T.if_then_else(T.And(has_dht > 0, from_end),
+                                                        dht[T.min(n, NST - 1), hv, kk, c0 + v], 0.0)
 
                     for i in T.serial(nch):
                         st = i % 2

@@ -1,10 +1,14 @@
 """cp_combine: pass 2 of the exact intra-card CP correction (docs/context-parallelism.md).
 
-Every segment that cannot warm up gets its true incoming state from cp_summary's summaries:
-walking back from the previous segment to the nearest cut i0 (a segment whose F is a true
-outgoing state),
+Forward (reverse = 0): every segment that cannot warm up gets its true incoming state from
+cp_summary's summaries, walking back from the previous segment to the nearest cut i0 (a segment
+whose F is a true outgoing state),
 
     S_in = F_{j-1} + M_{j-1} (F_{j-2} + M_{j-2} ( ... F_{i0} ))       (Horner, i0 first)
+
+Backward (reverse = 1, bwd_cp_summary's summaries): the same for the state gradient at a
+segment's end, walking forward to the nearest cut after it; bwd_cp_summary stores F and M
+transposed so that one update serves both directions: X^T <- X^T Ms^T + Fs^T with Ms, Fs as stored.
 
 Grid (2 * segments, HV), 128 threads = one warpgroup; a CTA holds X^T [64 V cols x 128 K] fp32
 in registers (this CTA's V half). Per step: M [128 x 128] fp32 -> shared memory as bf16 hi + lo
@@ -48,6 +52,7 @@ def build():
         seg_chunks: T.int32,
         num_segs: T.int32,
         cp_log_tol: T.float32,
+        reverse: T.int32,
     ):
         with T.Kernel(2 * num_segs, HV, threads=128) as (bx, hv):
             vh = bx % 2
@@ -59,23 +64,31 @@ def build():
             n = loc[0]
             nct = T.ceildiv(loc[2] - loc[1], 64)
             c_out = loc[3] * seg_chunks
+            c_end = T.min(c_out + seg_chunks, nct)
             chunk_base = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)])
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
             wv = T.alloc_local((3,), acc)
-            ix = T.alloc_local((3,), "int32")
+            ix = T.alloc_local((4,), "int32")
             ix[0] = 0
-            if n >= 0 and c_out > 0:
-                cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
-                ix[0] = T.if_then_else(wres[0] > 0, 0, 1)
+            if reverse == 0:
+                if n >= 0 and c_out > 0:
+                    cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
+                    ix[0] = T.if_then_else(wres[0] > 0, 0, 1)
+            else:
+                if n >= 0 and c_end < nct:
+                    cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
+                    ix[0] = T.if_then_else(wres[0] > 0, 0, 1)
+            step = T.if_then_else(reverse == 0, -1, 1)
+            # segments of this sequence on the walk's side (its first / last one is always a cut)
+            ix[3] = T.if_then_else(reverse == 0, loc[3], T.ceildiv(nct, seg_chunks) - 1 - loc[3])
             if ix[0] != 0:
-                # the nearest cut before this segment (the sequence's first segment always is one)
-                ix[1] = seg - 1
+                ix[1] = seg + step
                 ix[2] = 0
-                for s in T.serial(loc[3]):
+                for s in T.serial(ix[3]):
                     if ix[2] == 0:
-                        if kinds[seg - 1 - s, hv] == KIND_RELATIVE:
-                            ix[1] = seg - 2 - s
+                        if kinds[seg + step * (s + 1), hv] == KIND_RELATIVE:
+                            ix[1] = seg + step * (s + 2)
                         else:
                             ix[2] = 1
                 i0 = ix[1]
@@ -86,8 +99,8 @@ def build():
                 Xl = T.alloc_fragment((DV, D), bf)
                 for c, kk in T.Parallel(DV, D):
                     X[c, kk] = summ[i0, hv, kk, c0 + c]
-                for step in T.serial(seg - 1 - i0):
-                    src = i0 + 1 + step
+                for j in T.serial((i0 - seg) * step - 1):
+                    src = i0 - step * (j + 1)
                     for r, m in T.Parallel(D, D):     # one global read per element
                         mh_s[r, m] = T.cast(summ[src, hv, r, D + m], bf)
                         ml_s[r, m] = T.cast(summ[src, hv, r, D + m] - T.cast(T.cast(summ[src, hv, r, D + m], bf), acc), bf)

@@ -12,9 +12,9 @@ namespace {
 
 using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* gvec, void* stats, void* dht,
                               void* cu_seqlens, void* chunk_offsets, void* seg_offsets, void* dhsT, void* dvnew,
-                              void* dh0, int seq_len, int num_seqs, int seg_chunks, int num_segs, int has_dht,
-                              int store_dh0, float cp_log_tol, int Ttot, int H, int HV, int NCG, int NST, int NS1,
-                              cudaStream_t stream);
+                              void* dh0, void* seg_dstates, int seq_len, int num_seqs, int seg_chunks,
+                              int num_segs, int has_dht, int store_dh0, float cp_log_tol, int exact_cp, int Ttot,
+                              int H, int HV, int NCG, int NST, int NS1, int NSEG, cudaStream_t stream);
 
 using LocalLaunch = int (*)(void* q, void* k, void* v, void* dout, void* L, void* beta, void* rq, void* rk,
                             void* gvec, void* hsT, void* dhsT, void* dvnew, void* dht, void* h0, void* cu_seqlens,
@@ -59,8 +59,46 @@ void* seq_ptr(const int32_t* p, const float* fallback) {
   return p ? static_cast<void*>(const_cast<int32_t*>(p)) : static_cast<void*>(const_cast<float*>(fallback));
 }
 
+// The reverse pass's CP split (as fgdn_forward plans it) and the exact correction's scratch.
+struct DStatesPlan {
+  int seg_chunks = 1 << 30;
+  long long num_segs = 0;   // CTA items per (value head, V half): exact or an upper bound
+  bool exact_cp = false;
+  size_t summ_off = 0, kinds_off = 0, seg_dstates_off = 0, bytes = 0;
+};
+
+DStatesPlan plan_dstates(const fgdn_backward_dstates_args& a) {
+  DStatesPlan p;
+  const fgdn_seqs& s = a.seqs;
+  p.seg_chunks = a.cp_segment_chunks > 0 ? a.cp_segment_chunks : (1 << 30);
+  if (s.seq_len > 0) {
+    const long long nct = (s.seq_len + 63) / 64, per_seq = (nct + p.seg_chunks - 1) / p.seg_chunks;
+    p.num_segs = (long long)s.num_seqs * (per_seq > 1 ? per_seq : 1);
+    p.exact_cp = per_seq > 1;
+  } else {
+    const long long bound = (long long)s.total_tokens / 64 + s.num_seqs;
+    p.num_segs = a.cp_segment_chunks > 0 ? (bound + p.seg_chunks - 1) / p.seg_chunks + s.num_seqs : s.num_seqs;
+    p.exact_cp = a.cp_segment_chunks > 0 && bound > p.seg_chunks;
+  }
+  p.exact_cp = p.exact_cp && !a.cp_restart_only && s.total_tokens > 0;
+  if (p.exact_cp) {
+    auto align = [](size_t x) { return (x + 255) / 256 * 256; };
+    const size_t items = (size_t)p.num_segs * a.num_v_heads;
+    p.summ_off = 0;
+    p.kinds_off = align(items * 128 * 256 * sizeof(float));
+    p.seg_dstates_off = align(p.kinds_off + items * sizeof(int32_t));
+    p.bytes = align(p.seg_dstates_off + items * 128 * 128 * sizeof(float));
+  }
+  return p;
+}
+
 }  // namespace
 }  // namespace flashgdn
+
+extern "C" size_t fgdn_backward_dstates_workspace_size(const fgdn_backward_dstates_args* a) {
+  if (a == nullptr) return 0;
+  return flashgdn::plan_dstates(*a).bytes;
+}
 
 extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a, cudaStream_t stream) {
   using namespace flashgdn;
@@ -86,16 +124,13 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
                (double)a->cp_tolerance);
   FGDN_REQUIRE(a->cp_segment_chunks == 0 || a->chunk_stats, "chunk_stats must be non-NULL with cp_segment_chunks > 0");
   FGDN_REQUIRE(s.seq_len > 0 || a->seg_offsets, "varlen needs seg_offsets");
-  // CTA items per (value head, V half), as fgdn_forward plans them (an upper bound for varlen)
-  const int seg_chunks = a->cp_segment_chunks > 0 ? a->cp_segment_chunks : (1 << 30);
-  long long num_segs;
-  if (s.seq_len > 0) {
-    const long long nct = (s.seq_len + 63) / 64, per_seq = (nct + seg_chunks - 1) / seg_chunks;
-    num_segs = (long long)s.num_seqs * (per_seq > 1 ? per_seq : 1);
-  } else {
-    const long long bound = (long long)s.total_tokens / 64 + s.num_seqs;
-    num_segs = a->cp_segment_chunks > 0 ? (bound + seg_chunks - 1) / seg_chunks + s.num_seqs : s.num_seqs;
-  }
+  const DStatesPlan plan = plan_dstates(*a);
+  const int seg_chunks = plan.seg_chunks;
+  const long long num_segs = plan.num_segs;
+  FGDN_REQUIRE(a->workspace_bytes >= plan.bytes, "workspace too small: %zu bytes, need %zu (fgdn_backward_dstates_workspace_size)",
+               a->workspace_bytes, plan.bytes);
+  FGDN_REQUIRE(plan.bytes == 0 || (a->workspace != nullptr && (reinterpret_cast<uintptr_t>(a->workspace) % 256) == 0),
+               "workspace must be a non-NULL, 256-byte aligned device pointer");
   FGDN_REQUIRE(2 * num_segs <= 0x7fffffffLL, "too many CP segments (%lld)", num_segs);
   const float cp_log_tol = a->cp_tolerance > 0.f ? std::log(a->cp_tolerance) : -INFINITY;
   FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->d_out) && aligned16(a->L) &&
@@ -105,16 +140,41 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   // Without d(final state) or without dh0 the kernel still needs a valid pointer it never touches.
   float* spare = const_cast<float*>(a->gate_vectors);
   const bool io_state = a->d_final_state || a->d_initial_state;
+  float* seg_dstates = nullptr;
+  if (plan.exact_cp) {
+    char* ws = static_cast<char*>(a->workspace);
+    BwdCpExactLaunch x;
+    x.dtype_fp16 = a->dtype == FGDN_FP16;
+    x.seqs = s;
+    x.seg_offsets = a->seg_offsets;
+    x.seg_chunks = seg_chunks;
+    x.num_segs = (int)num_segs;
+    x.num_qk_heads = a->num_qk_heads;
+    x.num_v_heads = a->num_v_heads;
+    x.q = a->q;
+    x.k = a->k;
+    x.d_out = a->d_out;
+    x.L = a->L;
+    x.gate_vectors = a->gate_vectors;
+    x.chunk_stats = a->chunk_stats;
+    x.d_final_state = a->d_final_state;
+    x.cp_log_tol = cp_log_tol;
+    x.summ = reinterpret_cast<float*>(ws + plan.summ_off);
+    x.kinds = reinterpret_cast<int32_t*>(ws + plan.kinds_off);
+    x.seg_dstates = seg_dstates = reinterpret_cast<float*>(ws + plan.seg_dstates_off);
+    FGDN_TRY(run_bwd_cp_exact(x, stream));
+  }
   int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->d_out),
                        const_cast<void*>(a->L), const_cast<float*>(a->gate_vectors),
                        a->chunk_stats ? const_cast<float*>(a->chunk_stats) : spare,
                        a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
                        seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors),
                        seq_ptr(a->seg_offsets, a->gate_vectors), a->chunk_dstates_t, a->dv_new,
-                       a->d_initial_state ? a->d_initial_state : spare, s.seq_len, s.num_seqs, seg_chunks,
-                       (int)num_segs, a->d_final_state ? 1 : 0, a->d_initial_state ? 1 : 0, cp_log_tol,
-                       s.total_tokens, a->num_qk_heads, a->num_v_heads, s.num_chunks, io_state ? s.num_seqs : 1,
-                       s.num_seqs + 1, stream);
+                       a->d_initial_state ? a->d_initial_state : spare, seg_dstates ? seg_dstates : spare,
+                       s.seq_len, s.num_seqs, seg_chunks, (int)num_segs, a->d_final_state ? 1 : 0,
+                       a->d_initial_state ? 1 : 0, cp_log_tol, /*exact_cp=*/seg_dstates != nullptr, s.total_tokens,
+                       a->num_qk_heads, a->num_v_heads, s.num_chunks, io_state ? s.num_seqs : 1, s.num_seqs + 1,
+                       /*NSEG=*/seg_dstates ? (int)num_segs : 1, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }
 

@@ -155,7 +155,8 @@ PYBIND11_MODULE(_C, m) {
          uintptr_t L, uintptr_t gate_vectors,
          uintptr_t dht, uintptr_t chunk_dstates_t,
          uintptr_t dv_new, uintptr_t dh0, uintptr_t stream, int cp_segment_chunks, float cp_tolerance,
-         uintptr_t chunk_stats, uintptr_t seg_offsets) {
+         uintptr_t chunk_stats, uintptr_t seg_offsets, uintptr_t workspace, size_t workspace_bytes,
+         bool cp_restart_only) {
         fgdn_backward_dstates_args a;
         a.dtype = static_cast<fgdn_dtype>(dtype);
         a.seqs = make_seqs(total_tokens, num_seqs, seq_len, cu_seqlens, chunk_offsets, num_chunks);
@@ -174,13 +175,29 @@ PYBIND11_MODULE(_C, m) {
         a.cp_tolerance = cp_tolerance;
         a.chunk_stats = ptr<const float>(chunk_stats);
         a.seg_offsets = ptr<const int32_t>(seg_offsets);
+        a.cp_restart_only = cp_restart_only ? 1 : 0;
+        a.workspace = ptr<void>(workspace);
+        a.workspace_bytes = workspace_bytes;
         raise_on_error(fgdn_backward_dstates(&a, ptr<CUstream_st>(stream)));
       },
       py::arg("dtype"), py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"), py::arg("cu_seqlens"),
       py::arg("chunk_offsets"), py::arg("num_chunks"), py::arg("num_qk_heads"), py::arg("num_v_heads"),
       py::arg("q"), py::arg("k"), py::arg("d_out"), py::arg("L"), py::arg("gate_vectors"), py::arg("dht"), py::arg("chunk_dstates_t"), py::arg("dv_new"), py::arg("dh0"),
       py::arg("stream"), py::arg("cp_segment_chunks") = 0, py::arg("cp_tolerance") = 1e-6f, py::arg("chunk_stats") = 0,
-      py::arg("seg_offsets") = 0);
+      py::arg("seg_offsets") = 0, py::arg("workspace") = 0, py::arg("workspace_bytes") = 0,
+      py::arg("cp_restart_only") = false);
+  m.def(
+      "backward_dstates_workspace_size",
+      [](int total_tokens, int num_seqs, int seq_len, int num_v_heads, int cp_segment_chunks, bool cp_restart_only) {
+        fgdn_backward_dstates_args a{};
+        a.seqs = make_seqs(total_tokens, num_seqs, seq_len, 0, 0, 0);
+        a.num_v_heads = num_v_heads;
+        a.cp_segment_chunks = cp_segment_chunks;
+        a.cp_restart_only = cp_restart_only ? 1 : 0;
+        return fgdn_backward_dstates_workspace_size(&a);
+      },
+      py::arg("total_tokens"), py::arg("num_seqs"), py::arg("seq_len"), py::arg("num_v_heads"),
+      py::arg("cp_segment_chunks"), py::arg("cp_restart_only") = false);
   m.def(
       "backward_chunk_grads",
       [](int dtype, int total_tokens, int num_seqs, int seq_len, uintptr_t cu_seqlens, uintptr_t chunk_offsets,

@@ -42,4 +42,27 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream);
 fgdn_status run_cp_exact(const FusedFwdLaunch& a, float* summ, int32_t* kinds, float* seg_states,
                          cudaStream_t stream);
 
+// Pass 2 alone: reverse = 0 walks back to the nearest cut (forward states), 1 forward (the
+// backward's state gradients at segment ends).
+fgdn_status run_cp_combine(const fgdn_seqs& s, const int32_t* seg_offsets, int seg_chunks, int num_segs, int HV,
+                           const float* stats, float cp_log_tol, const float* summ, const int32_t* kinds,
+                           float* seg_states, int reverse, cudaStream_t stream);
+
+// Passes 1 and 2 for the backward's reverse pass: bwd_cp_summary, then cp_combine (reverse).
+struct BwdCpExactLaunch {
+  bool dtype_fp16;
+  fgdn_seqs seqs;
+  const int32_t* seg_offsets;
+  int seg_chunks, num_segs, num_qk_heads, num_v_heads;
+  const void *q, *k, *d_out, *L;
+  const float* gate_vectors;
+  const float* chunk_stats;
+  const float* d_final_state;   // or NULL
+  float cp_log_tol;
+  float* summ;       // [num_segs, HV, K, 2K] scratch
+  int32_t* kinds;    // [num_segs, HV] scratch
+  float* seg_dstates;  // [num_segs, HV, K, V]: the state gradient at each needing segment's end
+};
+fgdn_status run_bwd_cp_exact(const BwdCpExactLaunch& a, cudaStream_t stream);
+
 }  // namespace flashgdn

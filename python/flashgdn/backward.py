@@ -100,11 +100,12 @@ def chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq=None, rk=None, gv
 
 
 def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_dh0, lay, H, HV, rq=None, rk=None,
-                      problem=None, cp="auto", cp_tolerance=1e-6):
+                      problem=None, cp="auto", cp_tolerance=1e-6, cp_exact=True):
     """chunk_prep, the state pass and bwd_dstates on token-packed tensors and the layout ``lay``
     (``_layout.seq_layout(B, T, cu_seqlens)``). The state pass is the forward kernel itself
     (fused_fwd, storing the state at every chunk's start), so it gets the forward's intra-card
-    CP (``problem``, ``cp``, ``cp_tolerance`` as for the forward).
+    CP (``problem``, ``cp``, ``cp_tolerance`` as for the forward; ``cp_exact=False``: segments that
+    cannot warm up restart at their sequence's start / end instead of taking the exact correction).
 
     qf, kf ``[Ttot, H, 128]`` (raw; normalised by rq, rk when given), vf, dof ``[Ttot, HV, 128]``, gf, bf ``[Ttot, HV]`` fp32,
     h0 / dht ``[N, HV, 128, 128]`` fp32 or None; rq, rk ``[Ttot, H]`` fp32 L2-norm row factors
@@ -140,7 +141,7 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     # the state pass: the forward kernel (its output o is not needed here) on chunk_prep's outputs above
     forward(qf.view(B, T, H, -1), kf.view(B, T, H, -1), vf.view(B, T, HV, -1), gf.view(B, T, HV), bf.view(B, T, HV),
             scale, h0, False, rk is not None, cu_seqlens, problem, cp_tolerance=cp_tolerance, chunk_states=hsT,
-            prep=(L, stats, gvec), segment_chunks=seg_chunks)
+            prep=(L, stats, gvec), segment_chunks=seg_chunks, cp_exact=cp_exact)
     seg_offsets = None
     if lay.seq_len == 0:
         per_seq = torch.diff(lay.chunk_offsets)
@@ -150,11 +151,15 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
         torch.cumsum(items, 0, out=seg_offsets[1:])
     ext = _native.ext()
     stream = _native.stream_handle(device)
+    # scratch of the reverse pass's exact CP correction (empty without a split)
+    ws_bytes = ext.backward_dstates_workspace_size(Ttot, lay.num_seqs, lay.seq_len, HV, seg_chunks, not cp_exact)
+    ws = torch.empty(max(ws_bytes, 1), dtype=torch.uint8, device=device)
     with torch.cuda.device(device):
         # beta, the norm factors and the scale reach the reverse pass through gvec (made above)
         ext.backward_dstates(dt, Ttot, lay.num_seqs, lay.seq_len, cu, co, nc, H, HV, qf.data_ptr(),
                              kf.data_ptr(), dof.data_ptr(), L.data_ptr(), gvec.data_ptr(),
                              dht.data_ptr() if dht is not None else 0, dhsT.data_ptr(), dv_new.data_ptr(),
                              dh0.data_ptr() if dh0 is not None else 0, stream, seg_chunks, float(cp_tolerance),
-                             stats.data_ptr(), seg_offsets.data_ptr() if seg_offsets is not None else 0)
+                             stats.data_ptr(), seg_offsets.data_ptr() if seg_offsets is not None else 0,
+                             ws.data_ptr(), ws_bytes, not cp_exact)
     return dict(hsT=hsT, dhsT=dhsT, dv_new=dv_new, dh0=dh0, L=L, gvec=gvec, dht=dht, h0=h0)

@@ -199,7 +199,15 @@ typedef struct fgdn_backward_dstates_args {
   const int32_t* seg_offsets;   /* varlen only: [N+1], prefix sums over sequences of
                                    max(ceil(ceil(len / 64) / cp_segment_chunks), 1) (1 per
                                    sequence when cp_segment_chunks == 0) */
+  int cp_restart_only;          /* as in fgdn_forward: 0 = segments that cannot warm up take the
+                                   exact correction, 1 = they restart at their sequence's end */
+  void* workspace;              /* device scratch of fgdn_backward_dstates_workspace_size(args)
+                                   bytes, 256-byte aligned (NULL when that is 0: no CP split, or
+                                   cp_restart_only) */
+  size_t workspace_bytes;
 } fgdn_backward_dstates_args;
+
+FGDN_API size_t fgdn_backward_dstates_workspace_size(const fgdn_backward_dstates_args* args);
 
 /*
  * fgdn_backward_chunk_grads: the per-chunk gradients, independent across chunks. From the

@@ -1,0 +1,294 @@
+"""bwd_cp_summary: pass 1 of the exact CP correction for the backward's reverse pass (bwd_dstates).
+
+The reverse recurrence is affine in the state gradient, dS_c^T = dS_{c+1}^T R_c + b_c^T with
+R_c = exp(gc_last) I - K^T diag(kf) w, so a segment's outgoing gradient (at its first chunk) is
+dS_in^T M + F^T: F from dS = 0 at the segment's end, M = R_{c_end-1} ... R_{c_out} (the loop run
+on the identity with dO = 0). Mirror image of cp_summary: a segment's summary is needed when
+the segment *before* it cannot warm up after its end (bwd_dstates' look-ahead test, same
+stats); it is a cut when its own end can warm up (F from the warm-up) or it ends its sequence
+(F from d(final state)); otherwise it is relative and also computes M.
+
+Grid (4 * segments, HV), 256 threads = 2 warpgroups; bx % 4: 0, 1 = V halves of F, 2, 3 = row
+halves of M. The two warpgroups are bwd_dstates' (see its header) without the outputs: no dhsT,
+dv_new or dh0 stores. At the end dS^T goes to summ[seg, hv, :, block] in dS's [k][v] layout (M
+is stored transposed, as cp_combine reads it) and kinds[seg, hv] = 1 (cut) or 2 (relative).
+"""
+
+import tilelang
+import tilelang.language as T
+
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
+from common import cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
+
+NAME = "bwd_cp_summary"
+KIND_CUT = 1
+KIND_RELATIVE = 2
+PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
+DTYPES = ("bfloat16", "float16")
+LOG2E = 1.4426950408889634
+NA = 3         # ring A (q, k: read by both warpgroups) depth
+NB = 2         # ring B (dO, L, gate table: read by prep only) depth
+
+
+def build(dtype: str):
+    Ttot = T.dynamic("Ttot")
+    H = T.dynamic("H")
+    HV = T.dynamic("HV")
+    NS1 = T.dynamic("NS1")
+    NST = T.dynamic("NST")     # rows of dht / dh0
+    NCG = T.dynamic("NCG")     # chunk rows of gvec / stats
+    NSEG = T.dynamic("NSEG")
+    C = CHUNK
+    D = HEAD_DIM
+    DV = HEAD_DIM // 2
+    acc = "float32"
+
+    @T.prim_func
+    def bwd_cp_summary(
+        q: T.Tensor((Ttot, H, D), dtype),
+        k: T.Tensor((Ttot, H, D), dtype),
+        dout: T.Tensor((Ttot, HV, D), dtype),
+        L: T.Tensor((Ttot, HV, C), dtype),
+        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
+        stats: T.Tensor((NCG, HV, 2), "float32"),
+        dht: T.Tensor((NST, HV, D, D), "float32"),
+        cu_seqlens: T.Tensor((NS1,), "int32"),
+        chunk_offsets: T.Tensor((NS1,), "int32"),
+        seg_offsets: T.Tensor((NS1,), "int32"),
+        summ: T.Tensor((NSEG, HV, D, 2 * D), "float32"),
+        kinds: T.Tensor((NSEG, HV), "int32"),
+        seq_len: T.int32,
+        num_seqs: T.int32,
+        seg_chunks: T.int32,
+        num_segs: T.int32,
+        has_dht: T.int32,
+        cp_log_tol: T.float32,
+    ):
+        with T.Kernel(4 * num_segs, HV, threads=256) as (bx, hv):
+            is_m = (bx // 2) % 2          # 1: a row half of M (identity start, dO = 0)
+            seg = bx // 4
+            c0 = (bx % 2) * DV
+            tx = T.get_thread_binding()
+            loc = T.alloc_local((6,), "int32")
+            locate_item(seg, seg_chunks, 1, seq_len, num_seqs, cu_seqlens, seg_offsets, loc, 21)
+            n = loc[0]
+            bos = loc[1]
+            eos = loc[2]
+            nct = T.ceildiv(eos - bos, C)
+            c_out = loc[3] * seg_chunks                  # own chunks: [c_out, c_end)
+            c_end = T.min(c_out + seg_chunks, nct)
+            chunk_base = T.if_then_else(seq_len > 0, T.max(n, 0) * nct, chunk_offsets[T.max(n, 0)])
+
+            wu_s = T.alloc_shared((2, 64), acc)
+            wres = T.alloc_shared((1,), "int32")
+            wv = T.alloc_local((3,), acc)
+            ix = T.alloc_local((6,), "int32")
+            ix[4] = 0                                    # 1: this CTA runs
+            ix[5] = KIND_CUT
+            ix[0] = nct - 1                              # last chunk this CTA runs (first in its order)
+            if n >= 0 and c_out > 0:
+                # needed when the previous segment cannot warm up after its end (= c_out)
+                cp_warmup_chunks(stats, chunk_base, hv, c_out, 1, nct - c_out, cp_log_tol, tx, wu_s, wres, wv)
+                ix[4] = T.if_then_else(wres[0] > 0, 0, 1)
+            if ix[4] != 0 and c_end < nct:
+                cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
+                ix[5] = T.if_then_else(wres[0] > 0, KIND_CUT, KIND_RELATIVE)
+                ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, c_end - 1)
+            if is_m != 0 and ix[5] == KIND_CUT:
+                ix[4] = 0                                # a cut's M is never read
+            run = ix[4]
+            kind = ix[5]
+            c_hi = ix[0]
+            nch = c_hi - c_out + 1
+            # index math hoisted into registers once (TMA coordinates would recompute divisions)
+            ix[1] = hv // (HV // H)
+            ix[2] = chunk_base + c_hi                    # gate-table row of the first chunk run
+            ix[3] = bos + c_hi * C                       # its first token
+            hk = ix[1]
+            gch = ix[2]
+            tokh = ix[3]
+
+            q_s = T.alloc_shared((NA, C, D), dtype)
+            k_s = T.alloc_shared((NA, C, D), dtype)
+            do_s = T.alloc_shared((NB, C, DV), dtype)
+            L_s = T.alloc_shared((NB, C, C), dtype)
+            tab_s = T.alloc_shared((NB, GV_ROWS, C), acc)
+            w_s = T.alloc_shared((2, C, D), dtype)       # -w      [t][k]
+            dot_s = T.alloc_shared((2, C, DV), dtype)    # dO~     [t][v] (the GEMM reads it transposed)
+            # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
+            dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]
+            kf_s = T.alloc_shared((2, C), acc)
+            egl_s = T.alloc_shared((2, 1), acc)
+            T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
+
+            fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
+            dof = T.if_then_else(is_m != 0, 0.0, 1.0)            # M: the loop on the identity, dO = 0
+
+            if run != 0:
+                if tx < 128:
+                    # ------------------------- WG0: the state gradient -------------------------
+                    dst = T.alloc_fragment((DV, D), acc)         # dS^T [v][k]
+                    ds_hi = T.alloc_fragment((DV, D), dtype)
+                    ds_lo = T.alloc_fragment((DV, D), dtype)
+                    dvt = T.alloc_fragment((DV, C), acc)         # dv_new^T [v][t]
+                    dvl_f = T.alloc_fragment((DV, C), acc)
+                    dvn_bf = T.alloc_fragment((DV, C), dtype)
+                    kf_f = T.alloc_fragment((C,), acc)
+                    egl = T.alloc_local((1,), acc)
+
+                    from_end = c_hi == nct - 1                   # starts at the true end: d(final state)
+                    if is_m != 0:
+                        for v, kk in T.Parallel(DV, D):
+                            dst[v, kk] = T.if_then_else(kk == c0 + v, 1.0, 0.0)
+                    else:
+                        for v, kk in T.Parallel(DV, D):
+                            dst[v, kk] = T.if_then_else(T.And(has_dht > 0, from_end),
+                                                        dht[T.min(n, NST - 1), hv, kk, c0 + v], 0.0)
+
+                    for i in T.serial(nch):
+                        st = i % 2
+                        ph = (i // 2) % 2
+                        sa = i % NA
+                        pa = (i // NA) % 2
+                        exact_ds = T.And(i == 0, from_end)
+                        for v, kk in T.Parallel(DV, D):
+                            ds_hi[v, kk] = T.cast(dst[v, kk], dtype)
+                        # dS^T's low part only where dS is d(final state) as given: a sequence's
+                        # last chunk, where a lone token's dbeta is one dot product of dv_new with
+                        # v - w S (bf16-rounded operands would cost it most of its digits).
+                        # Elsewhere dS is an accumulated sum and dv_new takes its bf16 rounding,
+                        # like every other GEMM operand here.
+                        if exact_ds:
+                            for v, kk in T.Parallel(DV, D):
+                                ds_lo[v, kk] = T.cast(dst[v, kk] - T.cast(ds_hi[v, kk], acc), dtype)
+                        T.barrier_wait(pfull[st], ph)
+                        T.barrier_wait(fullA[sa], pa)
+                        T.wgmma_gemm(ds_hi, k_s[sa, :, :], dvt, transpose_B=True, clear_accum=True)
+                        if exact_ds:
+                            T.wgmma_gemm(ds_lo, k_s[sa, :, :], dvt, transpose_B=True)
+                        egl[0] = egl_s[st, 0]
+                        for v, kk in T.Parallel(DV, D):
+                            dst[v, kk] = dst[v, kk] * egl[0]
+                        T.wgmma_gemm(dot_s[st, :, :], q_s[sa, :, :], dst, transpose_A=True)   # dO~ = 0 for M
+                        for v, t in T.Parallel(DV, C):
+                            dvl_f[v, t] = dvl_s[st, t, v]
+                        T.copy(kf_s[st, :], kf_f)
+                        T.wait_wgmma(1)
+                        for v, t in T.Parallel(DV, C):
+                            dvt[v, t] = dvt[v, t] * kf_f[t] + dvl_f[v, t] * dof
+                        for v, t in T.Parallel(DV, C):
+                            dvn_bf[v, t] = dvt[v, t]
+                        T.wgmma_gemm(dvn_bf, w_s[st, :, :], dst)
+                        T.wait_wgmma(0)
+                        T.barrier_arrive(emptyA[sa])
+                        T.barrier_arrive(pempty[st])
+
+                    for v, kk in T.Parallel(DV, D):
+                        summ[seg, hv, kk, is_m * D + c0 + v] = dst[v, kk]
+                    if tx == 0 and bx % 4 == 0:
+                        kinds[seg, hv] = kind
+
+                else:
+                    # ------------- WG1: prep (one chunk ahead of WG0) and the TMA loads -------------
+                    Lb = T.alloc_fragment((C, C), dtype)
+                    Aw = T.alloc_fragment((C, C), dtype)
+                    wacc = T.alloc_fragment((C, D), acc)
+                    pacc = T.alloc_fragment((C, C), acc)         # (K Q^T)[s][t]
+                    ptb = T.alloc_fragment((C, C), dtype)
+                    dvacc = T.alloc_fragment((C, DV), acc)       # P^T dO [s][v]
+                    eg_f = T.alloc_fragment((C,), acc)           # row factors (t)
+                    brk_f = T.alloc_fragment((C,), acc)          # column factors (s)
+                    gr_f = T.alloc_fragment((C,), acc)           # gc by row (s)
+                    gcol_f = T.alloc_fragment((C,), acc)         # gc by column (t)
+                    rk_f = T.alloc_fragment((C,), acc)
+                    rqs_f = T.alloc_fragment((C,), acc)
+
+                    for j in T.serial(T.min(nch, 2)):
+                        T.tma_copy(q[tokh - j * C:tokh - j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
+                        T.tma_copy(k[tokh - j * C:tokh - j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
+                        T.barrier_arrive(fullA[j])
+                        T.tma_copy(dout[tokh - j * C:tokh - j * C + C, hv, c0:c0 + DV], do_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(L[tokh - j * C:tokh - j * C + C, hv, 0:C], L_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(gvec[gch - j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
+                        T.barrier_arrive(fullB[j])
+
+                    for i in T.serial(nch):
+                        st = i % 2
+                        ph = (i // 2) % 2
+                        sa = i % NA
+                        pa = (i // NA) % 2
+                        sb = i % NB
+                        pb = (i // NB) % 2
+                        T.barrier_wait(fullB[sb], pb)
+                        T.barrier_wait(fullA[sa], pa)
+                        T.copy(tab_s[sb, GV_EG, :], eg_f)
+                        T.copy(tab_s[sb, GV_BRK, :], brk_f)
+                        T.copy(L_s[sb, :, :], Lb)
+                        # L is exactly lower triangular; rows past the end have exp(gc) = 0 here
+                        for t, s in T.Parallel(C, C):
+                            Aw[t, s] = T.cast(Lb[t, s], acc) * eg_f[t] * brk_f[s]
+                        T.wgmma_gemm(Aw, k_s[sa, :, :], wacc, clear_accum=True)
+                        T.wgmma_gemm(k_s[sa, :, :], q_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
+                        T.copy(tab_s[sb, GV_GC, :], gr_f)
+                        T.copy(tab_s[sb, GV_GC, :], gcol_f)
+                        T.copy(tab_s[sb, GV_RK, :], rk_f)
+                        T.copy(tab_s[sb, GV_RQS, :], rqs_f)
+                        T.barrier_wait(pempty[st], (ph + 1) % 2)
+                        # row-scaled copy in dO's own layout (a transposed copy cost 2-byte shared
+                        # loads per element); the state's GEMM takes it transposed
+                        for t, v in T.Parallel(C, DV):
+                            dot_s[st, t, v] = T.cast(
+                                T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]) * dof, dtype)
+                        if tx - 128 < C:
+                            kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
+                        if tx == 128:
+                            egl_s[st, 0] = tab_s[sb, GV_MISC, 0]
+                        T.wait_wgmma(1)
+                        for t, kk in T.Parallel(C, D):
+                            w_s[st, t, kk] = T.cast(-wacc[t, kk], dtype)
+                        T.wait_wgmma(0)
+                        # rows past the end: rq scale = 0 masks their columns t (and s <= t).
+                        # exp(gc_t - gc_s) = a_t / a_s (chunk_prep's a_t = exp(gc_t - r)) while the
+                        # chunk decays by less than 80 ("rank-1": no exp per element); else per element
+                        if tab_s[sb, GV_MISC, 1] > 0.5:
+                            for s_ in T.Parallel(C):
+                                gr_f[s_] = tab_s[sb, GV_RK, s_] / tab_s[sb, GV_RA, s_]
+                            for t_ in T.Parallel(C):
+                                gcol_f[t_] = tab_s[sb, GV_RA, t_] * tab_s[sb, GV_RQS, t_]
+                            for s, t in T.Parallel(C, C):
+                                ptb[s, t] = T.if_then_else(s <= t, pacc[s, t] * gcol_f[t] * gr_f[s], 0.0)
+                        else:
+                            for s, t in T.Parallel(C, C):
+                                ptb[s, t] = T.if_then_else(
+                                    s <= t, pacc[s, t] * T.exp2(T.min(gcol_f[t] - gr_f[s], 0.0) * LOG2E) * rqs_f[t] * rk_f[s],
+                                    0.0)
+                        T.wgmma_gemm(ptb, do_s[sb, :, :], dvacc, clear_accum=True)
+                        T.wait_wgmma(0)
+                        T.copy(dvacc, dvl_s[st, :, 0:DV])
+                        T.fence_proxy_async()
+                        T.barrier_arrive(pfull[st])
+                        T.barrier_arrive(emptyA[sa])
+                        T.barrier_arrive(emptyB[sb])
+                        # Refills, as in fused_fwd: ring B (prep's own) takes chunk i+2 once this
+                        # warpgroup has arrived; ring A takes it into the stage chunk i-1 used once
+                        # the state warpgroup has released that too.
+                        if i + 2 < nch:
+                            T.barrier_wait(emptyB[sb], pb)
+                            T.tma_copy(dout[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, c0:c0 + DV], do_s[sb, :, :],
+                                       barrier=fullB[sb])
+                            T.tma_copy(L[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, 0:C], L_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(gvec[gch - i - 2, hv, 0:GV_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
+                            T.barrier_arrive(fullB[sb])
+                            if i >= 1:
+                                T.barrier_wait(emptyA[(i + 2) % NA], ((i - 1) // NA) % 2)
+                            T.tma_copy(q[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hk, 0:D], q_s[(i + 2) % NA, :, :],
+                                       barrier=fullA[(i + 2) % NA])
+                            T.tma_copy(k[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hk, 0:D], k_s[(i + 2) % NA, :, :],
+                                       barrier=fullA[(i + 2) % NA])
+                            T.barrier_arrive(fullA[(i + 2) % NA])
+
+    return bwd_cp_summary
+
+
+def variants():
+    return [(variant_symbol(NAME, dt, "float32"), dict(dtype=dt)) for dt in DTYPES]

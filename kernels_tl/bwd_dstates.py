@@ -111,7 +111,7 @@ def build(dtype: str):
             # ---- where the reverse pass starts (see the header) ----
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
-            wv = T.alloc_local((3,), acc)
+            wv = T.alloc_local((8,), acc)
             ix = T.alloc_local((4,), "int32")
             ix[0] = nct - 1                              # last chunk this CTA runs
             if n >= 0 and c_end < nct:

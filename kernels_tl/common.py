@@ -97,21 +97,43 @@ def cp_warmup_chunks(stats, chunk_base, hv, first, step, avail, cp_log_tol, tx, 
     +1: after it, for the reverse pass) and writes into wres[0] the fewest w such that over those
     w chunks sum(g) <= cp_log_tol and beta |k|^2 <= 2 for every token (chunk_prep's stats), so
     that a pass started there from zero misses at most tol of the true state; -1 if none.
-    wu_s: shared [2, 64] fp32; wres: shared [1] int32; wv: local [3] fp32. Syncs the CTA."""
+    wu_s: shared [2, 64] fp32; wres: shared [1] int32; wv: local [8] fp32. Syncs the CTA.
+
+    Warp 0 scans the 64 chunks in parallel (two per lane: prefix sums and prefix maxima by
+    shuffles, then the smallest qualifying w by a min-reduction) - a serial walk by one thread
+    cost every CP kernel ~1-2k cycles before its first chunk. Every kernel that must agree on a
+    segment's start (fused_fwd, cp_summary, cp_combine; bwd_dstates, bwd_cp_summary) calls this
+    one routine on the same stats, so they sum in the same order and decide alike."""
     if tx < 64:
         wu_s[0, tx] = T.if_then_else(tx < avail, stats[chunk_base + first + step * T.min(tx, avail - 1), hv, 0], 0.0)
         wu_s[1, tx] = T.if_then_else(tx < avail, stats[chunk_base + first + step * T.min(tx, avail - 1), hv, 1], 0.0)
+        # denormals to zero here, so that kernels built with and without fast math (flush to
+        # zero) sum the same numbers (sums of g <= 0 and maxima of beta |k|^2 >= 0 make no new ones)
+        wu_s[0, tx] = T.if_then_else(T.abs(wu_s[0, tx]) < 1.1754944e-38, 0.0, wu_s[0, tx])
+        wu_s[1, tx] = T.if_then_else(T.abs(wu_s[1, tx]) < 1.1754944e-38, 0.0, wu_s[1, tx])
     T.sync_threads()
-    if tx == 0:
-        wv[0] = 0.0                                  # sum of g so far
-        wv[1] = 1.0                                  # 1 while beta |k|^2 <= 2 holds
-        wv[2] = -1.0                                 # w found (chunks), or -1
-        for c in T.serial(64):
-            if wv[2] < 0.0 and c < avail:
-                wv[0] = wv[0] + wu_s[0, c]
-                wv[1] = T.if_then_else(wu_s[1, c] > 2.0, 0.0, wv[1])
-                wv[2] = T.if_then_else(wv[1] > 0.5 and wv[0] <= cp_log_tol, T.cast(c + 1, "float32"), -1.0)
-        wres[0] = T.cast(wv[2], "int32")
+    if tx < 32:
+        wv[0] = wu_s[0, 2 * tx]                      # g sums of chunks 2l, 2l + 1
+        wv[1] = wu_s[0, 2 * tx + 1]
+        wv[2] = wv[0] + wv[1]                        # -> inclusive prefix sum through chunk 2l + 1
+        wv[3] = T.max(wu_s[1, 2 * tx], wu_s[1, 2 * tx + 1])   # -> inclusive prefix max
+        for d in T.unroll(5):
+            wv[4] = T.shfl_up(wv[2], 1 << d)
+            wv[5] = T.shfl_up(wv[3], 1 << d)
+            wv[2] = wv[2] + T.if_then_else(tx >= (1 << d), wv[4], 0.0)
+            wv[3] = T.max(wv[3], T.if_then_else(tx >= (1 << d), wv[5], 0.0))
+        wv[5] = T.shfl_up(wv[3], 1)                  # prefix max through chunk 2l - 1
+        wv[5] = T.max(T.if_then_else(tx >= 1, wv[5], 0.0), wu_s[1, 2 * tx])   # ... through 2l
+        # w = c + 1 for the first chunk c where the sum has reached ln(tol) with every
+        # beta |k|^2 <= 2 so far (the max only grows, the sum only falls: the first c decides)
+        wv[6] = T.if_then_else(2 * tx < avail and wv[2] - wv[1] <= cp_log_tol and wv[5] <= 2.0,
+                               T.cast(2 * tx + 1, "float32"),
+                               T.if_then_else(2 * tx + 1 < avail and wv[2] <= cp_log_tol and wv[3] <= 2.0,
+                                              T.cast(2 * tx + 2, "float32"), 1000.0))
+        for d in T.unroll(5):
+            wv[6] = T.min(wv[6], T.shfl_xor(wv[6], 1 << d))
+        if tx == 0:
+            wres[0] = T.if_then_else(wv[6] < 999.0, T.cast(wv[6], "int32"), -1)
     T.sync_threads()
 
 

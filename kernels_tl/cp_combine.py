@@ -68,7 +68,7 @@ def build():
             chunk_base = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)])
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
-            wv = T.alloc_local((3,), acc)
+            wv = T.alloc_local((8,), acc)
             ix = T.alloc_local((4,), "int32")
             ix[0] = 0
             if reverse == 0:

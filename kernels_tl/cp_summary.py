@@ -91,7 +91,7 @@ def build(dtype: str):
             # cp_combine make at its start, on the same stats)
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
-            wv = T.alloc_local((3,), acc)
+            wv = T.alloc_local((8,), acc)
             ix = T.alloc_local((6,), "int32")
             ix[4] = 0                                    # 1: this CTA runs
             ix[5] = KIND_CUT

@@ -135,7 +135,7 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
             # else at the sequence's first chunk with the true initial state (exact, just longer).
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
-            wv = T.alloc_local((3,), acc)
+            wv = T.alloc_local((8,), acc)
             if n >= 0 and c_out > 0:
                 cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
             ix = T.alloc_local((4,), "int32")

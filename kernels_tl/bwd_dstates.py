@@ -13,6 +13,7 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
       Aw = diag(exp(gc)) L diag(beta rk)   ->  -w = -(Aw K)          wgmma RS m64n128k64 -> smem [t][k]
       P^T = (K Q^T)[s <= t] * exp(gc_t - gc_s) rk_s rq_t scale       wgmma SS m64n64k128
       dvl = P^T dO                                                    wgmma RS m64n64k64  -> smem fp32 [s][v]
+          (a sequence's last partial chunk: + (P_tt - bf16(P_tt)) dO_t, P's diagonal in fp32)
       dO~ = diag(exp(gc) rq scale) dO                                 smem [t][v]
       (G_ts exp(gc_s) = exp(gc_t), so Aw needs no per-element exp; P^T's gate ratio is
       a_t / a_s from chunk_prep's a_t = exp(gc_t - r) while the chunk decays by less than 80,
@@ -138,6 +139,7 @@ def build(dtype: str):
             # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
             dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]
             kf_s = T.alloc_shared((2, C), acc)
+            pd_s = T.alloc_shared((C,), acc)             # P_tt - bf16(P_tt): a last partial chunk only
             egl_s = T.alloc_shared((2, 1), acc)
             T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
@@ -292,8 +294,20 @@ def build(dtype: str):
                                     s <= t, pacc[s, t] * T.exp2(T.min(gcol_f[t] - gr_f[s], 0.0) * LOG2E) * rqs_f[t] * rk_f[s],
                                     0.0)
                         T.wgmma_gemm(ptb, do_s[sb, :, :], dvacc, clear_accum=True)
+                        # A sequence's last, partial chunk: P's diagonal back to fp32 (a lone
+                        # token's dv_new is dS K kf + P_tt dO, and its dbeta one dot product of it
+                        # that cancellation can strip of the digits P_tt's bf16 rounding leaves)
+                        lastp = T.And(T.And(i == 0, c_hi == nct - 1), (eos - bos) % C != 0)
+                        if lastp:
+                            for s, t in T.Parallel(C, C):
+                                if s == t:
+                                    pd_s[s] = pacc[s, t] * rqs_f[t] * rk_f[s] - T.cast(ptb[s, t], acc)
                         T.wait_wgmma(0)
                         T.copy(dvacc, dvl_s[st, :, 0:DV])
+                        if lastp:
+                            T.sync_threads(6, 128)     # WG1 only (TileLang's own partial syncs use 3, 4)
+                            for s, v in T.Parallel(C, DV):
+                                dvl_s[st, s, v] = dvl_s[st, s, v] + pd_s[s] * T.cast(do_s[sb, s, v], acc)
                         T.fence_proxy_async()
                         T.barrier_arrive(pfull[st])
                         T.barrier_arrive(emptyA[sa])

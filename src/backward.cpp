@@ -53,51 +53,12 @@ fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
   return check_current_device();
 }
 
-// Uniform lengths: the kernels compute sequence bounds arithmetically and never read
-// cu_seqlens / chunk_offsets; they still get a valid device address.
-void* seq_ptr(const int32_t* p, const float* fallback) {
-  return p ? static_cast<void*>(const_cast<int32_t*>(p)) : static_cast<void*>(const_cast<float*>(fallback));
-}
-
-// The reverse pass's CP split (as fgdn_forward plans it) and the exact correction's scratch.
-struct DStatesPlan {
-  int seg_chunks = 1 << 30;
-  long long num_segs = 0;   // CTA items per (value head, V half): exact or an upper bound
-  bool exact_cp = false;
-  size_t summ_off = 0, kinds_off = 0, seg_dstates_off = 0, bytes = 0;
-};
-
-DStatesPlan plan_dstates(const fgdn_backward_dstates_args& a) {
-  DStatesPlan p;
-  const fgdn_seqs& s = a.seqs;
-  p.seg_chunks = a.cp_segment_chunks > 0 ? a.cp_segment_chunks : (1 << 30);
-  if (s.seq_len > 0) {
-    const long long nct = (s.seq_len + 63) / 64, per_seq = (nct + p.seg_chunks - 1) / p.seg_chunks;
-    p.num_segs = (long long)s.num_seqs * (per_seq > 1 ? per_seq : 1);
-    p.exact_cp = per_seq > 1;
-  } else {
-    const long long bound = (long long)s.total_tokens / 64 + s.num_seqs;
-    p.num_segs = a.cp_segment_chunks > 0 ? (bound + p.seg_chunks - 1) / p.seg_chunks + s.num_seqs : s.num_seqs;
-    p.exact_cp = a.cp_segment_chunks > 0 && bound > p.seg_chunks;
-  }
-  p.exact_cp = p.exact_cp && !a.cp_restart_only && s.total_tokens > 0;
-  if (p.exact_cp) {
-    auto align = [](size_t x) { return (x + 255) / 256 * 256; };
-    const size_t items = (size_t)p.num_segs * a.num_v_heads;
-    p.summ_off = 0;
-    p.kinds_off = align(items * 128 * 256 * sizeof(float));
-    p.seg_dstates_off = align(p.kinds_off + items * sizeof(int32_t));
-    p.bytes = align(p.seg_dstates_off + items * 128 * 128 * sizeof(float));
-  }
-  return p;
-}
-
 }  // namespace
 }  // namespace flashgdn
 
 extern "C" size_t fgdn_backward_dstates_workspace_size(const fgdn_backward_dstates_args* a) {
   if (a == nullptr) return 0;
-  return flashgdn::plan_dstates(*a).bytes;
+  return flashgdn::plan_cp_split(a->seqs, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0).bytes;
 }
 
 extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a, cudaStream_t stream) {
@@ -124,7 +85,7 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
                (double)a->cp_tolerance);
   FGDN_REQUIRE(a->cp_segment_chunks == 0 || a->chunk_stats, "chunk_stats must be non-NULL with cp_segment_chunks > 0");
   FGDN_REQUIRE(s.seq_len > 0 || a->seg_offsets, "varlen needs seg_offsets");
-  const DStatesPlan plan = plan_dstates(*a);
+  const CpSplit plan = plan_cp_split(s, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0);
   const int seg_chunks = plan.seg_chunks;
   const long long num_segs = plan.num_segs;
   FGDN_REQUIRE(a->workspace_bytes >= plan.bytes, "workspace too small: %zu bytes, need %zu (fgdn_backward_dstates_workspace_size)",
@@ -141,7 +102,7 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   float* spare = const_cast<float*>(a->gate_vectors);
   const bool io_state = a->d_final_state || a->d_initial_state;
   float* seg_dstates = nullptr;
-  if (plan.exact_cp) {
+  if (plan.exact) {
     char* ws = static_cast<char*>(a->workspace);
     BwdCpExactLaunch x;
     x.dtype_fp16 = a->dtype == FGDN_FP16;
@@ -161,15 +122,15 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
     x.cp_log_tol = cp_log_tol;
     x.summ = reinterpret_cast<float*>(ws + plan.summ_off);
     x.kinds = reinterpret_cast<int32_t*>(ws + plan.kinds_off);
-    x.seg_dstates = seg_dstates = reinterpret_cast<float*>(ws + plan.seg_dstates_off);
+    x.seg_dstates = seg_dstates = reinterpret_cast<float*>(ws + plan.states_off);
     FGDN_TRY(run_bwd_cp_exact(x, stream));
   }
   int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->d_out),
                        const_cast<void*>(a->L), const_cast<float*>(a->gate_vectors),
                        a->chunk_stats ? const_cast<float*>(a->chunk_stats) : spare,
                        a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
-                       seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors),
-                       seq_ptr(a->seg_offsets, a->gate_vectors), a->chunk_dstates_t, a->dv_new,
+                       or_valid(s.cu_seqlens, a->gate_vectors), or_valid(s.chunk_offsets, a->gate_vectors),
+                       or_valid(a->seg_offsets, a->gate_vectors), a->chunk_dstates_t, a->dv_new,
                        a->d_initial_state ? a->d_initial_state : spare, seg_dstates ? seg_dstates : spare,
                        s.seq_len, s.num_seqs, seg_chunks, (int)num_segs, a->d_final_state ? 1 : 0,
                        a->d_initial_state ? 1 : 0, cp_log_tol, /*exact_cp=*/seg_dstates != nullptr, s.total_tokens,
@@ -213,7 +174,7 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
                           const_cast<void*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
                           const_cast<float*>(a->dv_new), a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
                           a->initial_state ? const_cast<float*>(a->initial_state) : spare,
-                          seq_ptr(s.cu_seqlens, a->gate_vectors), seq_ptr(s.chunk_offsets, a->gate_vectors), a->dq,
+                          or_valid(s.cu_seqlens, a->gate_vectors), or_valid(s.chunk_offsets, a->gate_vectors), a->dq,
                           a->dk, a->dv, a->dg, a->dbeta, s.seq_len, s.num_seqs, norm ? 1 : 0,
                           a->d_final_state ? 1 : 0, a->initial_state ? 1 : 0, gva_sum ? 1 : 0, a->scale,
                           s.total_tokens, a->num_qk_heads, a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks,

@@ -26,24 +26,49 @@ const SummaryKernel kSummary[2] = {
     {fgdn_cp_summary_fp16_bfp32_launch, fgdn_cp_summary_fp16_bfp32_last_error, "cp_summary fp16"},
 };
 
+size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
 }  // namespace
+
+CpSplit plan_cp_split(const fgdn_seqs& s, int cp_segment_chunks, int num_v_heads, bool restart_only) {
+  CpSplit p;
+  const long long N = s.num_seqs;
+  bool split;
+  if (cp_segment_chunks > 0) p.seg_chunks = cp_segment_chunks;
+  if (s.seq_len > 0) {
+    const long long nct = (s.seq_len + 63) / 64, per_seq = (nct + p.seg_chunks - 1) / p.seg_chunks;
+    p.num_segs = N * (per_seq > 1 ? per_seq : 1);
+    split = per_seq > 1;
+  } else {
+    const long long bound = (long long)s.total_tokens / 64 + N;   // sum of ceil(len / 64)
+    p.num_segs = cp_segment_chunks > 0 ? (bound + p.seg_chunks - 1) / p.seg_chunks + N : N;
+    split = cp_segment_chunks > 0 && bound > p.seg_chunks;
+  }
+  p.exact = split && !restart_only && s.total_tokens > 0;
+  if (p.exact) {   // summaries F | M and kinds (pass 1), incoming states (pass 2); fp32 / int32
+    const size_t items = (size_t)p.num_segs * num_v_heads;
+    p.kinds_off = align256(items * 128 * 256 * sizeof(float));
+    p.states_off = align256(p.kinds_off + items * sizeof(int32_t));
+    p.bytes = align256(p.states_off + items * 128 * 128 * sizeof(float));
+  }
+  return p;
+}
 
 fgdn_status run_cp_exact(const FusedFwdLaunch& a, float* summ, int32_t* kinds, float* seg_states,
                          cudaStream_t stream) {
   const SummaryKernel& kern = kSummary[a.variant >= 2 ? 1 : 0];
   const int ncg = a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1;
-  // seg_offsets / chunk_offsets are read for varlen only; any valid address otherwise
-  int32_t* seg_offsets = const_cast<int32_t*>(a.seg_offsets ? a.seg_offsets : a.seqs.chunk_offsets);
+  const void* any = a.gate_vectors;   // for pointers read in some modes only (varlen, h0)
   int rc = kern.launch(const_cast<void*>(a.k), const_cast<void*>(a.v), const_cast<void*>(a.L),
-                       const_cast<float*>(a.gate_vectors), const_cast<float*>(a.chunk_stats),
-                       const_cast<float*>(a.h0 ? a.h0 : a.gate_vectors), const_cast<int32_t*>(a.seqs.cu_seqlens),
-                       const_cast<int32_t*>(a.seqs.chunk_offsets), seg_offsets, summ, kinds,
+                       const_cast<float*>(a.gate_vectors), const_cast<float*>(a.chunk_stats), or_valid(a.h0, any),
+                       or_valid(a.seqs.cu_seqlens, any), or_valid(a.seqs.chunk_offsets, any),
+                       or_valid(a.seg_offsets, any), summ, kinds,
                        /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
                        /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*cp_log_tol=*/a.cp_log_tol,
                        /*Ttot=*/a.seqs.total_tokens, /*H=*/a.num_qk_heads, /*HV=*/a.num_v_heads, /*NCG=*/ncg,
                        /*NST=*/a.h0 ? a.seqs.num_seqs : 1, /*NS1=*/a.seqs.num_seqs + 1, /*NSEG=*/a.num_segs, stream);
   FGDN_TRY(launch_result(rc, kern.name, rc ? kern.last_error() : nullptr));
-  return run_cp_combine(a.seqs, seg_offsets, a.seg_chunks, a.num_segs, a.num_v_heads, a.chunk_stats, a.cp_log_tol,
+  return run_cp_combine(a.seqs, a.seg_offsets, a.seg_chunks, a.num_segs, a.num_v_heads, a.chunk_stats, a.cp_log_tol,
                         summ, kinds, seg_states, /*reverse=*/0, stream);
 }
 
@@ -51,10 +76,9 @@ fgdn_status run_cp_combine(const fgdn_seqs& s, const int32_t* seg_offsets, int s
                            const float* stats, float cp_log_tol, const float* summ, const int32_t* kinds,
                            float* seg_states, int reverse, cudaStream_t stream) {
   const int ncg = s.num_chunks > 0 ? s.num_chunks : 1;
-  int32_t* any = const_cast<int32_t*>(kinds);   // a valid address for pointers read by varlen only
-  int rc = fgdn_cp_combine_launch(const_cast<float*>(stats), s.cu_seqlens ? const_cast<int32_t*>(s.cu_seqlens) : any,
-                                  s.chunk_offsets ? const_cast<int32_t*>(s.chunk_offsets) : any,
-                                  seg_offsets ? const_cast<int32_t*>(seg_offsets) : any, const_cast<float*>(summ),
+  const void* any = kinds;   // for the arrays read by varlen only
+  int rc = fgdn_cp_combine_launch(const_cast<float*>(stats), or_valid(s.cu_seqlens, any),
+                                  or_valid(s.chunk_offsets, any), or_valid(seg_offsets, any), const_cast<float*>(summ),
                                   const_cast<int32_t*>(kinds), seg_states, /*seq_len=*/s.seq_len,
                                   /*num_seqs=*/s.num_seqs, seg_chunks, num_segs, cp_log_tol, reverse, /*NCG=*/ncg, HV,
                                   /*NS1=*/s.num_seqs + 1, /*NSEG=*/num_segs, stream);
@@ -68,12 +92,11 @@ fgdn_status run_bwd_cp_exact(const BwdCpExactLaunch& a, cudaStream_t stream) {
   const char* (*last_error)(void) =
       a.dtype_fp16 ? fgdn_bwd_cp_summary_fp16_bfp32_last_error : fgdn_bwd_cp_summary_bf16_bfp32_last_error;
   const fgdn_seqs& s = a.seqs;
-  void* any = const_cast<float*>(a.gate_vectors);
+  const void* any = a.gate_vectors;   // for pointers read in some modes only (varlen, dht)
   int rc = launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.d_out), const_cast<void*>(a.L),
                   const_cast<float*>(a.gate_vectors), const_cast<float*>(a.chunk_stats),
-                  a.d_final_state ? const_cast<float*>(a.d_final_state) : any,
-                  s.cu_seqlens ? (void*)s.cu_seqlens : any, s.chunk_offsets ? (void*)s.chunk_offsets : any,
-                  a.seg_offsets ? (void*)a.seg_offsets : any, a.summ, a.kinds, s.seq_len, s.num_seqs, a.seg_chunks,
+                  or_valid(a.d_final_state, any), or_valid(s.cu_seqlens, any), or_valid(s.chunk_offsets, any),
+                  or_valid(a.seg_offsets, any), a.summ, a.kinds, s.seq_len, s.num_seqs, a.seg_chunks,
                   a.num_segs, a.d_final_state != nullptr, a.cp_log_tol, s.total_tokens, a.num_qk_heads,
                   a.num_v_heads, s.num_chunks > 0 ? s.num_chunks : 1, a.d_final_state ? s.num_seqs : 1,
                   s.num_seqs + 1, a.num_segs, stream);

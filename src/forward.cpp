@@ -31,38 +31,23 @@ const FwdKernel kFwd[2][2] = {
      {fgdn_fused_fwd_states_fp16_bfp32_launch, fgdn_fused_fwd_states_fp16_bfp32_last_error, "fused_fwd_states fp16"}},
 };
 
-constexpr int kNoSplit = 1 << 30;  // "chunks per segment" meaning a whole sequence
 constexpr size_t kAlign = 256;
 
 size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 
 // Where each scratch array lives in the caller's workspace, and the launch bounds.
 struct Plan {
-  int seg_chunks = kNoSplit;
+  CpSplit cp;           // the CP split; its exact-correction scratch starts at cp_off
   int num_chunks = 0;   // chunk grid (exact for uniform lengths, an upper bound for varlen)
-  int num_segs = 0;     // CTA items per (head, V half): exact or an upper bound
-  bool exact_cp = false;  // run the exact CP correction (some sequence has more than one segment)
-  size_t L_off = 0, stats_off = 0, gvec_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, bytes = 0;
-  size_t summ_off = 0, kinds_off = 0, seg_states_off = 0;
+  size_t L_off = 0, stats_off = 0, gvec_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, cp_off = 0, bytes = 0;
 };
 
 Plan make_plan(const fgdn_forward_args& a) {
   Plan p;
   const fgdn_seqs& s = a.seqs;
   const long long N = s.num_seqs;
-  p.seg_chunks = a.cp_segment_chunks > 0 ? a.cp_segment_chunks : kNoSplit;
-  if (s.seq_len > 0) {
-    const long long nct = (s.seq_len + 63) / 64;
-    p.num_chunks = (int)(N * nct);
-    const long long per_seq = (nct + p.seg_chunks - 1) / p.seg_chunks;
-    p.num_segs = (int)(N * (per_seq > 1 ? per_seq : 1));
-    p.exact_cp = per_seq > 1;
-  } else {
-    const long long bound = (long long)s.total_tokens / 64 + N;   // sum of ceil(len/64)
-    p.num_chunks = (int)bound;
-    p.num_segs = (int)(a.cp_segment_chunks > 0 ? (bound + p.seg_chunks - 1) / p.seg_chunks + N : N);
-    p.exact_cp = a.cp_segment_chunks > 0 && bound > p.seg_chunks;
-  }
+  p.cp = plan_cp_split(s, a.cp_segment_chunks, a.num_v_heads, a.cp_restart_only != 0);
+  p.num_chunks = (int)(s.seq_len > 0 ? N * ((s.seq_len + 63) / 64) : (long long)s.total_tokens / 64 + N);
   const size_t elem = 2;  // bf16 / fp16
   size_t off = 0;
   if (!a.prep_L) {   // chunk_prep's outputs live here unless the caller supplies them
@@ -80,17 +65,8 @@ Plan make_plan(const fgdn_forward_args& a) {
     p.seg_offsets_off = off;
     off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
   }
-  p.exact_cp = p.exact_cp && !a.cp_restart_only;
-  if (p.exact_cp) {   // the exact correction's summaries (F | M) and incoming states, fp32
-    const size_t per_item = (size_t)p.num_segs * a.num_v_heads;
-    p.summ_off = off;
-    off = align_up(off + per_item * 128 * 256 * sizeof(float));
-    p.kinds_off = off;
-    off = align_up(off + per_item * sizeof(int32_t));
-    p.seg_states_off = off;
-    off = align_up(off + per_item * 128 * 128 * sizeof(float));
-  }
-  p.bytes = off;
+  p.cp_off = off;
+  p.bytes = off + p.cp.bytes;
   return p;
 }
 
@@ -179,7 +155,7 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   if (s.seq_len == 0) {
     int32_t* chunk_offsets = reinterpret_cast<int32_t*>(ws + plan.chunk_offsets_off);
     int32_t* segs = reinterpret_cast<int32_t*>(ws + plan.seg_offsets_off);
-    FGDN_TRY(run_seq_plan(s.cu_seqlens, chunk_offsets, segs, s.num_seqs, plan.seg_chunks, stream));
+    FGDN_TRY(run_seq_plan(s.cu_seqlens, chunk_offsets, segs, s.num_seqs, plan.cp.seg_chunks, stream));
     seqs.chunk_offsets = chunk_offsets;
     seg_offsets = segs;
   }
@@ -205,8 +181,8 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.variant = variant;
   f.seqs = seqs;
   f.seg_offsets = seg_offsets;
-  f.seg_chunks = plan.seg_chunks;
-  f.num_segs = plan.num_segs;
+  f.seg_chunks = plan.cp.seg_chunks;
+  f.num_segs = (int)plan.cp.num_segs;
   f.num_qk_heads = a->num_qk_heads;
   f.num_v_heads = a->num_v_heads;
   f.q = a->q;
@@ -221,10 +197,11 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.o = a->o;
   f.ht = a->final_state;
   f.chunk_states_t = a->chunk_states_t;
-  if (plan.exact_cp) {
-    float* seg_states = reinterpret_cast<float*>(ws + plan.seg_states_off);
-    FGDN_TRY(run_cp_exact(f, reinterpret_cast<float*>(ws + plan.summ_off), reinterpret_cast<int32_t*>(ws + plan.kinds_off),
-                          seg_states, stream));
+  if (plan.cp.exact) {
+    char* cp_ws = ws + plan.cp_off;
+    float* seg_states = reinterpret_cast<float*>(cp_ws + plan.cp.states_off);
+    FGDN_TRY(run_cp_exact(f, reinterpret_cast<float*>(cp_ws + plan.cp.summ_off),
+                          reinterpret_cast<int32_t*>(cp_ws + plan.cp.kinds_off), seg_states, stream));
     f.seg_states = seg_states;
   }
   return run_fused_fwd(f, stream);

@@ -27,6 +27,10 @@ fgdn_status check_heads(int num_qk_heads, int num_v_heads);
 // True when p is 16-byte aligned: TMA needs it of every tensor the kernels move with TMA.
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
+// A pointer the kernel reads only in some modes (varlen arrays, optional tensors) still has to be
+// a valid device address: p, or else fallback (any buffer of the call).
+inline void* or_valid(const void* p, const void* fallback) { return const_cast<void*>(p ? p : fallback); }
+
 // Map a generated launcher's return code to a status, with its message.
 fgdn_status launch_result(int rc, const char* kernel, const char* message);
 

@@ -15,6 +15,18 @@ fgdn_status run_chunk_prep(int variant, const fgdn_seqs& seqs, int num_qk_heads,
                            float scale, const void* q, const void* k, const void* beta, const float* g, void* L,
                            float* stats, float* gate_vectors, cudaStream_t stream);
 
+// The intra-card CP split of a call, planned once for the forward and the reverse pass alike:
+// chunks per CTA item, the number of items per (value head, V half) (exact for uniform lengths,
+// an upper bound for varlen), and where the exact correction's scratch lies (offsets from its
+// start, 256-byte aligned; bytes = 0 when no sequence has two segments or restart_only).
+struct CpSplit {
+  int seg_chunks = 1 << 30;   // 1 << 30: a whole sequence
+  long long num_segs = 0;
+  bool exact = false;
+  size_t summ_off = 0, kinds_off = 0, states_off = 0, bytes = 0;
+};
+CpSplit plan_cp_split(const fgdn_seqs& s, int cp_segment_chunks, int num_v_heads, bool restart_only);
+
 struct FusedFwdLaunch {
   int variant;
   fgdn_seqs seqs;          // chunk_offsets: varlen only (the gate-vector table's row of a chunk)

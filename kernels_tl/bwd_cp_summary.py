@@ -18,11 +18,9 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
-from common import cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
+from common import KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 
 NAME = "bwd_cp_summary"
-KIND_CUT = 1
-KIND_RELATIVE = 2
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
 DTYPES = ("bfloat16", "float16")
 LOG2E = 1.4426950408889634

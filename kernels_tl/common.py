@@ -52,6 +52,13 @@ GV_RK = 13    # rk_t
 GV_ROWS = 14
 
 
+# Exact CP correction: what cp_summary / bwd_cp_summary record per (segment, value head) in
+# kinds[] and cp_combine reads. A cut's F is a true outgoing state (its own start warmed up, or it
+# begins / ends its sequence); a relative segment's F needs the state from before it, through M.
+KIND_CUT = 1
+KIND_RELATIVE = 2
+
+
 def variant_symbol(kernel: str, dtype: str, beta_dtype: str) -> str:
     return f"fgdn_{kernel}_{DTYPE_TAG[dtype]}_b{DTYPE_TAG[beta_dtype]}"
 

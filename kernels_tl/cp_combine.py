@@ -21,11 +21,10 @@ fused_fwd's, on the same stats) or the first of its sequence exits at once.
 import tilelang
 import tilelang.language as T
 
-from common import HEAD_DIM, cp_warmup_chunks, locate_item
+from common import HEAD_DIM, KIND_RELATIVE, cp_warmup_chunks, locate_item
 
 NAME = "cp_combine"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
-KIND_RELATIVE = 2
 
 
 def build():

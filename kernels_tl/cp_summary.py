@@ -24,7 +24,7 @@ kinds[seg, hv] = 1 (cut) or 2 (relative: needs the previous segment's state).
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
+from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 from common import GV_ROWS, GV_FWD_ROWS, GV_DEC, GV_CU, GV_CW, GV_RA, GV_GC, GV_MISC
 
 NAME = "cp_summary"
@@ -33,8 +33,6 @@ PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
 LOG2E = 1.4426950408889634
 NA = 3
 NB = 2
-KIND_CUT = 1
-KIND_RELATIVE = 2
 
 
 def build(dtype: str):

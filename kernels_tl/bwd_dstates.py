@@ -41,13 +41,22 @@ then reaches c_end shrunk by tol (dS_c = T_c^T dS_c+1 + ..., |T_c^T| = |T_c| <= 
 without such a w it starts at its own end from the true gradient there (exact_cp: bwd_cp_summary
 + cp_combine, the transition-product correction), or else at the sequence's last chunk from
 d(final state) (exact, slower).
+
+Variant bwd_cp_summary (summary=True), pass 1 of that correction: the reverse recurrence is
+affine in the state gradient, dS_c^T = dS_{c+1}^T R_c + b_c^T (R_c = T_c^T), so a segment's
+outgoing gradient is dS_in^T M + F^T - F from dS = 0 at its end, M = R_{c_end-1} ... R_{c_out}
+(this loop on the identity with dO = 0). Grid (4 * segments, HV): bx % 4 = 0, 1 the V halves of
+F, 2, 3 the row halves of M; no dhsT / dv_new / dh0 outputs. It runs for segments whose
+predecessor cannot warm up; a segment whose own end can warm up, or that ends its sequence, is a
+cut (F is its true outgoing gradient, M unused). F and M go to summ[seg, hv] in dS's [k][v]
+layout (M thus transposed, as cp_combine reads it), the kind to kinds[seg, hv].
 """
 
 import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
-from common import cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
+from common import KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 
 NAME = "bwd_dstates"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -57,46 +66,32 @@ NA = 3         # ring A (q, k: read by both warpgroups) depth
 NB = 2         # ring B (dO, L, gate table: read by prep only) depth
 
 
-def build(dtype: str):
+def build(dtype: str, summary: bool = False):
+    """summary=False: bwd_dstates. summary=True: bwd_cp_summary, pass 1 of the exact CP correction
+    for this pass (see the header): the same loop without outputs, on four column blocks
+    [F | M] per segment and value head, for the segments whose predecessor cannot warm up."""
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")
     NS1 = T.dynamic("NS1")
     NST = T.dynamic("NST")     # rows of dht / dh0
     NCG = T.dynamic("NCG")     # chunk rows of gvec / stats / dhsT
-    NSEG = T.dynamic("NSEG")   # rows of seg_dstates (CP items with exact_cp, else 1)
+    NSEG = T.dynamic("NSEG")   # rows of seg_dstates (CP items with exact_cp, else 1) / of summ, kinds
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2
     acc = "float32"
 
-    @T.prim_func
-    def bwd_dstates(
-        q: T.Tensor((Ttot, H, D), dtype),
-        k: T.Tensor((Ttot, H, D), dtype),
-        dout: T.Tensor((Ttot, HV, D), dtype),
-        L: T.Tensor((Ttot, HV, C), dtype),
-        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
-        stats: T.Tensor((NCG, HV, 2), "float32"),
-        dht: T.Tensor((NST, HV, D, D), "float32"),
-        cu_seqlens: T.Tensor((NS1,), "int32"),
-        chunk_offsets: T.Tensor((NS1,), "int32"),
-        seg_offsets: T.Tensor((NS1,), "int32"),
-        dhsT: T.Tensor((NCG, HV, D, D), dtype),
-        dvnew: T.Tensor((Ttot, HV, D), "float32"),
-        dh0: T.Tensor((NST, HV, D, D), "float32"),
-        seg_dstates: T.Tensor((NSEG, HV, D, D), "float32"),
-        seq_len: T.int32,
-        num_seqs: T.int32,
-        seg_chunks: T.int32,
-        num_segs: T.int32,
-        has_dht: T.int32,
-        store_dh0: T.int32,
-        cp_log_tol: T.float32,
-        exact_cp: T.int32,
-    ):
-        with T.Kernel(2 * num_segs, HV, threads=256) as (bx, hv):
-            seg = bx // 2
+    @T.macro
+    def reverse_pass(q, k, dout, L, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, dhsT, dvnew, dh0,
+                     seg_dstates, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_dht, store_dh0,
+                     cp_log_tol, exact_cp):
+        with T.Kernel((4 if summary else 2) * num_segs, HV, threads=256) as (bx, hv):
+            if summary:
+                is_m = (bx // 2) % 2          # 1: a row half of M (identity start, dO = 0)
+                seg = bx // 4
+            else:
+                seg = bx // 2
             c0 = (bx % 2) * DV
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")
@@ -113,12 +108,28 @@ def build(dtype: str):
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
             wv = T.alloc_local((8,), acc)
-            ix = T.alloc_local((4,), "int32")
-            ix[0] = nct - 1                              # last chunk this CTA runs
-            if n >= 0 and c_end < nct:
-                cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
-                ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, T.if_then_else(exact_cp != 0, c_end - 1, nct - 1))
-            ix[0] = T.if_then_else(n >= 0, ix[0], c_out - 1)   # past the last item: no chunks
+            if summary:
+                ix = T.alloc_local((6,), "int32")
+                ix[4] = 0                                # 1: this CTA runs
+                ix[5] = KIND_CUT
+                ix[0] = nct - 1                          # last chunk this CTA runs (first in its order)
+                if n >= 0 and c_out > 0:
+                    # needed when the previous segment cannot warm up after its end (= c_out)
+                    cp_warmup_chunks(stats, chunk_base, hv, c_out, 1, nct - c_out, cp_log_tol, tx, wu_s, wres, wv)
+                    ix[4] = T.if_then_else(wres[0] > 0, 0, 1)
+                if ix[4] != 0 and c_end < nct:
+                    cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
+                    ix[5] = T.if_then_else(wres[0] > 0, KIND_CUT, KIND_RELATIVE)
+                    ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, c_end - 1)
+                if is_m != 0 and ix[5] == KIND_CUT:
+                    ix[4] = 0                            # a cut's M is never read
+            else:
+                ix = T.alloc_local((4,), "int32")
+                ix[0] = nct - 1                          # last chunk this CTA runs
+                if n >= 0 and c_end < nct:
+                    cp_warmup_chunks(stats, chunk_base, hv, c_end, 1, nct - c_end, cp_log_tol, tx, wu_s, wres, wv)
+                    ix[0] = T.if_then_else(wres[0] > 0, c_end + wres[0] - 1, T.if_then_else(exact_cp != 0, c_end - 1, nct - 1))
+                ix[0] = T.if_then_else(n >= 0, ix[0], c_out - 1)   # past the last item: no chunks
             c_hi = ix[0]
             nch = T.max(c_hi - c_out + 1, 0)
             # index math hoisted into registers once (TMA coordinates would recompute divisions)
@@ -144,8 +155,13 @@ def build(dtype: str):
             T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
             fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
+            if summary:
+                dof = T.if_then_else(is_m != 0, 0.0, 1.0)        # M: the loop on the identity, dO = 0
+                runs = ix[4] != 0
+            else:
+                runs = n >= 0
 
-            if n >= 0:
+            if runs:
                 if tx < 128:
                     # ------------------------- WG0: the state gradient -------------------------
                     dst = T.alloc_fragment((DV, D), acc)         # dS^T [v][k]
@@ -158,8 +174,16 @@ def build(dtype: str):
                     egl = T.alloc_local((1,), acc)
 
                     from_end = c_hi == nct - 1                   # starts at the true end: d(final state)
-                    if exact_cp != 0 and c_end < nct and c_hi == c_end - 1:
-                        # the true gradient at the segment's end (bwd_cp_summary + cp_combine)
+                    if summary:
+                        if is_m != 0:
+                            for v, kk in T.Parallel(DV, D):
+                                dst[v, kk] = T.if_then_else(kk == c0 + v, 1.0, 0.0)
+                        else:
+                            for v, kk in T.Parallel(DV, D):
+                                dst[v, kk] = T.if_then_else(T.And(has_dht > 0, from_end),
+                                                            dht[T.min(n, NST - 1), hv, kk, c0 + v], 0.0)
+                    elif exact_cp != 0 and c_end < nct and c_hi == c_end - 1:
+                        # the true gradient at the segment's end (summary variant + cp_combine)
                         for v, kk in T.Parallel(DV, D):
                             dst[v, kk] = seg_dstates[seg, hv, kk, c0 + v]
                     else:
@@ -172,9 +196,10 @@ def build(dtype: str):
                         ph = (i // 2) % 2
                         sa = i % NA
                         pa = (i // NA) % 2
-                        t0 = tokh - i * C
-                        nvalid = T.min(eos - t0, C)
-                        own = c_hi - i < c_end
+                        if not summary:
+                            t0 = tokh - i * C
+                            nvalid = T.min(eos - t0, C)
+                            own = c_hi - i < c_end
                         exact_ds = T.And(i == 0, from_end)
                         for v, kk in T.Parallel(DV, D):
                             ds_hi[v, kk] = T.cast(dst[v, kk], dtype)
@@ -186,9 +211,10 @@ def build(dtype: str):
                         if exact_ds:
                             for v, kk in T.Parallel(DV, D):
                                 ds_lo[v, kk] = T.cast(dst[v, kk] - T.cast(ds_hi[v, kk], acc), dtype)
-                        if own:
-                            for v, kk in T.Parallel(DV, D):
-                                dhsT[gch - i, hv, c0 + v, kk] = ds_hi[v, kk]
+                        if not summary:
+                            if own:
+                                for v, kk in T.Parallel(DV, D):
+                                    dhsT[gch - i, hv, c0 + v, kk] = ds_hi[v, kk]
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(fullA[sa], pa)
                         T.wgmma_gemm(ds_hi, k_s[sa, :, :], dvt, transpose_B=True, clear_accum=True)
@@ -202,20 +228,31 @@ def build(dtype: str):
                             dvl_f[v, t] = dvl_s[st, t, v]
                         T.copy(kf_s[st, :], kf_f)
                         T.wait_wgmma(1)
-                        for v, t in T.Parallel(DV, C):
-                            dvt[v, t] = dvt[v, t] * kf_f[t] + dvl_f[v, t]
+                        if summary:
+                            for v, t in T.Parallel(DV, C):
+                                dvt[v, t] = dvt[v, t] * kf_f[t] + dvl_f[v, t] * dof
+                        else:
+                            for v, t in T.Parallel(DV, C):
+                                dvt[v, t] = dvt[v, t] * kf_f[t] + dvl_f[v, t]
                         for v, t in T.Parallel(DV, C):
                             dvn_bf[v, t] = dvt[v, t]
                         T.wgmma_gemm(dvn_bf, w_s[st, :, :], dst)
-                        if own:
-                            for v, t in T.Parallel(DV, C):
-                                if t < nvalid:
-                                    dvnew[t0 + t, hv, c0 + v] = dvt[v, t]
+                        if not summary:
+                            if own:
+                                for v, t in T.Parallel(DV, C):
+                                    if t < nvalid:
+                                        dvnew[t0 + t, hv, c0 + v] = dvt[v, t]
                         T.wait_wgmma(0)
                         T.barrier_arrive(emptyA[sa])
                         T.barrier_arrive(pempty[st])
 
-                    if store_dh0 > 0 and c_out == 0:
+                    if summary:
+                        # dS^T in dS's [k][v] layout (M transposed, as cp_combine reads it)
+                        for v, kk in T.Parallel(DV, D):
+                            summ[seg, hv, kk, is_m * D + c0 + v] = dst[v, kk]
+                        if tx == 0 and bx % 4 == 0:
+                            kinds[seg, hv] = ix[5]
+                    elif store_dh0 > 0 and c_out == 0:
                         for v, kk in T.Parallel(DV, D):
                             dh0[T.min(n, NST - 1), hv, kk, c0 + v] = dst[v, kk]
 
@@ -267,9 +304,15 @@ def build(dtype: str):
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         # row-scaled copy in dO's own layout (a transposed copy cost 2-byte shared
                         # loads per element); the state's GEMM takes it transposed
-                        for t, v in T.Parallel(C, DV):
-                            dot_s[st, t, v] = T.cast(
-                                T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]), dtype)
+                        if summary:
+                            for t, v in T.Parallel(C, DV):
+                                dot_s[st, t, v] = T.cast(
+                                    T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]) * dof,
+                                    dtype)
+                        else:
+                            for t, v in T.Parallel(C, DV):
+                                dot_s[st, t, v] = T.cast(
+                                    T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]), dtype)
                         if tx - 128 < C:
                             kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
                         if tx == 128:
@@ -330,8 +373,66 @@ def build(dtype: str):
                                        barrier=fullA[(i + 2) % NA])
                             T.barrier_arrive(fullA[(i + 2) % NA])
 
+    if summary:
+        @T.prim_func
+        def bwd_cp_summary(
+            q: T.Tensor((Ttot, H, D), dtype),
+            k: T.Tensor((Ttot, H, D), dtype),
+            dout: T.Tensor((Ttot, HV, D), dtype),
+            L: T.Tensor((Ttot, HV, C), dtype),
+            gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
+            stats: T.Tensor((NCG, HV, 2), "float32"),
+            dht: T.Tensor((NST, HV, D, D), "float32"),
+            cu_seqlens: T.Tensor((NS1,), "int32"),
+            chunk_offsets: T.Tensor((NS1,), "int32"),
+            seg_offsets: T.Tensor((NS1,), "int32"),
+            summ: T.Tensor((NSEG, HV, D, 2 * D), "float32"),
+            kinds: T.Tensor((NSEG, HV), "int32"),
+            seq_len: T.int32,
+            num_seqs: T.int32,
+            seg_chunks: T.int32,
+            num_segs: T.int32,
+            has_dht: T.int32,
+            cp_log_tol: T.float32,
+        ):
+            reverse_pass(q, k, dout, L, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, None, None, None,
+                         None, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_dht, None, cp_log_tol, None)
+
+        return bwd_cp_summary
+
+    @T.prim_func
+    def bwd_dstates(
+        q: T.Tensor((Ttot, H, D), dtype),
+        k: T.Tensor((Ttot, H, D), dtype),
+        dout: T.Tensor((Ttot, HV, D), dtype),
+        L: T.Tensor((Ttot, HV, C), dtype),
+        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
+        stats: T.Tensor((NCG, HV, 2), "float32"),
+        dht: T.Tensor((NST, HV, D, D), "float32"),
+        cu_seqlens: T.Tensor((NS1,), "int32"),
+        chunk_offsets: T.Tensor((NS1,), "int32"),
+        seg_offsets: T.Tensor((NS1,), "int32"),
+        dhsT: T.Tensor((NCG, HV, D, D), dtype),
+        dvnew: T.Tensor((Ttot, HV, D), "float32"),
+        dh0: T.Tensor((NST, HV, D, D), "float32"),
+        seg_dstates: T.Tensor((NSEG, HV, D, D), "float32"),
+        seq_len: T.int32,
+        num_seqs: T.int32,
+        seg_chunks: T.int32,
+        num_segs: T.int32,
+        has_dht: T.int32,
+        store_dh0: T.int32,
+        cp_log_tol: T.float32,
+        exact_cp: T.int32,
+    ):
+        reverse_pass(q, k, dout, L, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, dhsT, dvnew, dh0,
+                     seg_dstates, None, None, seq_len, num_seqs, seg_chunks, num_segs, has_dht, store_dh0,
+                     cp_log_tol, exact_cp)
+
     return bwd_dstates
 
 
 def variants():
-    return [(variant_symbol(NAME, dt, "float32"), dict(dtype=dt)) for dt in DTYPES]
+    """bwd_dstates and its summary variant (symbols fgdn_bwd_dstates_* / fgdn_bwd_cp_summary_*)."""
+    return [(variant_symbol(name, dt, "float32"), dict(dtype=dt, summary=summary))
+            for name, summary in (("bwd_dstates", False), ("bwd_cp_summary", True)) for dt in DTYPES]

@@ -30,12 +30,20 @@ the state runs one chunk ahead on WG1. In-kernel L2 norm of q/k is folded into t
 Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, L, gate-table ring), pfull/pempty (prep -> state).
 A CP segment starts at its first chunk from seg_states (exact_cp: cp_summary + cp_combine made
 it) when it cannot warm up; the look-back test is the same in all three kernels.
+
+Variant cp_summary (summary=True), pass 1 of that correction (docs/context-parallelism.md): for
+every segment whose successor cannot warm up, its affine summary S_out = F + M S_in - F from a
+zero state at its first chunk, M the product of its chunk transitions T_c = exp(gc_last) I -
+Kd^T w, i.e. this state loop run on the identity with u = 0. Grid (4 * segments, HV): bx % 4 =
+0, 1 the V halves of F, 2, 3 the K halves of M; no q, no P~, no outputs (WG0: the v~ and update
+GEMMs only). A segment whose own start can warm up, or a sequence's first, is a cut (F is its
+true outgoing state, M unused). S^T goes to summ[seg, hv, :, block], the kind to kinds[seg, hv].
 """
 
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
+from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 from common import GV_ROWS, GV_FWD_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
@@ -52,12 +60,15 @@ def _stamp(ht, bx, hv, i, point, t_start):
         ht[0, 0, i, point] = T.cast(T.call_extern("int64", "clock64") - t_start[0], "float32")
 
 
-def build(dtype: str, states: bool = False, timeline: bool = False):
+def build(dtype: str, states: bool = False, summary: bool = False, timeline: bool = False):
     """One kernel per input dtype (beta is folded into chunk_prep's gate vectors, so its dtype
     does not matter here). states=True: the backward's state pass (`fused_fwd_states`), which
     also stores the state at every chunk's start into hsT (when store_states != 0); the
     inference kernel carries no code for it: never-executed stores in the state loop cost the
     forward 3-8% (instruction fetch and a different register plan; docs/perf-notes.md).
+
+    summary=True: `cp_summary`, pass 1 of the exact CP correction (see the header): the state
+    loop without q, P~ or outputs, on four column blocks [F | M] per segment and value head.
 
     timeline=True (debug builds only, never shipped): CTA 0 of head 0 writes clock64() offsets
     at its phase boundaries into ht[0, 0, chunk, point] (run with store_final = 0; see
@@ -69,7 +80,7 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
     NST = T.dynamic("NST")     # rows of h0 / ht (sequences, or 1 when unused)
     NCG = T.dynamic("NCG")     # rows of the gate-vector table (chunks)
     NCS = T.dynamic("NCS")     # rows of hsT (chunks with store_states, else 1)
-    NSEG = T.dynamic("NSEG")   # rows of seg_states (CP items with exact_cp, else 1)
+    NSEG = T.dynamic("NSEG")   # rows of seg_states (CP items with exact_cp, else 1) / of summ, kinds
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2         # V columns per CTA
@@ -78,37 +89,17 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
     # (up to e^40 larger); fp16 (max 65504) cannot hold that.
     fold_rows = dtype == "bfloat16"
 
-    @T.prim_func
-    def fused_fwd(
-        q: T.Tensor((Ttot, H, D), dtype),
-        k: T.Tensor((Ttot, H, D), dtype),
-        v: T.Tensor((Ttot, HV, D), dtype),
-        L: T.Tensor((Ttot, HV, C), dtype),
-        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
-        stats: T.Tensor((NCG, HV, 2), "float32"),
-        h0: T.Tensor((NST, HV, D, D), "float32"),
-        cu_seqlens: T.Tensor((NS1,), "int32"),
-        chunk_offsets: T.Tensor((NS1,), "int32"),
-        seg_offsets: T.Tensor((NS1,), "int32"),
-        o: T.Tensor((Ttot, HV, D), dtype),
-        ht: T.Tensor((NST, HV, D, D), "float32"),
-        hsT: T.Tensor((NCS, HV, D, D), dtype),
-        seg_states: T.Tensor((NSEG, HV, D, D), "float32"),
-        seq_len: T.int32,
-        num_seqs: T.int32,
-        seg_chunks: T.int32,
-        num_segs: T.int32,
-        has_h0: T.int32,
-        store_final: T.int32,
-        store_states: T.int32,
-        cp_log_tol: T.float32,
-        exact_cp: T.int32,
-    ):
-        # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
-        # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
-        with T.Kernel(2 * num_segs, HV, threads=256) as (bx, hv):
+    @T.macro
+    def state_pass(q, k, v, L, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
+                   summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states,
+                   cp_log_tol, exact_cp):
+        with T.Kernel((4 if summary else 2) * num_segs, HV, threads=256) as (bx, hv):
             vh = bx % 2
-            seg = bx // 2
+            if summary:
+                is_m = (bx // 2) % 2      # 1: a K half of M (identity start, u = 0)
+                seg = bx // 4
+            else:
+                seg = bx // 2
             tx = T.get_thread_binding()
             t_start = T.alloc_local((1,), "int64")
             if timeline:
@@ -136,12 +127,30 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
             wu_s = T.alloc_shared((2, 64), acc)
             wres = T.alloc_shared((1,), "int32")
             wv = T.alloc_local((8,), acc)
-            if n >= 0 and c_out > 0:
-                cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
-            ix = T.alloc_local((4,), "int32")
-            ix[3] = 0
-            if n >= 0 and c_out > 0:
-                ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], T.if_then_else(exact_cp != 0, c_out, 0))
+            if summary:
+                # needed only when the next segment cannot warm up (the test the main pass and
+                # cp_combine make at its start, on the same stats)
+                ix = T.alloc_local((6,), "int32")
+                ix[4] = 0                                 # 1: this CTA runs
+                ix[5] = KIND_CUT
+                ix[3] = c_out
+                if n >= 0 and c_end < nct:
+                    cp_warmup_chunks(stats, chunk_base, hv, c_end - 1, -1, c_end, cp_log_tol, tx, wu_s, wres, wv)
+                    ix[4] = T.if_then_else(wres[0] > 0, 0, 1)
+                if ix[4] != 0 and c_out > 0:
+                    # own start: warm up from zero when provable (a cut), else relative to S_in
+                    cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
+                    ix[5] = T.if_then_else(wres[0] > 0, KIND_CUT, KIND_RELATIVE)
+                    ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], c_out)
+                if is_m != 0 and ix[5] == KIND_CUT:
+                    ix[4] = 0                             # a cut's M is never read
+            else:
+                if n >= 0 and c_out > 0:
+                    cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
+                ix = T.alloc_local((4,), "int32")
+                ix[3] = 0
+                if n >= 0 and c_out > 0:
+                    ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], T.if_then_else(exact_cp != 0, c_out, 0))
             c_begin = ix[3]                               # first chunk this CTA runs
             nch = T.max(c_end - c_begin, 0)
             # index math hoisted into registers once: the TMA coordinates below would otherwise
@@ -155,7 +164,8 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
 
             # inputs by TMA, two rings: A = q, k (read by both warpgroups, NA deep); B = v, L and the
             # gate table (read by prep only, NB deep). Prep outputs: double-buffered.
-            q_s = T.alloc_shared((NA, C, D), dtype)
+            if not summary:
+                q_s = T.alloc_shared((NA, C, D), dtype)
             k_s = T.alloc_shared((NA, C, D), dtype)
             v_s = T.alloc_shared((NB, C, DV), dtype)
             L_s = T.alloc_shared((NB, C, C), dtype)
@@ -164,35 +174,48 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
             # accuracy; rows padded so the [t][c] writes and the (c, t) reads are conflict-free
             u_s = T.alloc_shared((2, C, DV + 4), acc)
             w_s = T.alloc_shared((2, C, D), dtype)      # -w~   [t][k]
-            p_s = T.alloc_shared((2, C, C), dtype)      # P~    [t][s]
+            if not summary:
+                p_s = T.alloc_shared((2, C, C), dtype)  # P~    [t][s]
             dec_s = T.alloc_shared((2, C), acc)         # the gate-table rows the state needs
-            og_s = T.alloc_shared((2, C), acc)
+            if not summary:
+                og_s = T.alloc_shared((2, C), acc)
             egl_s = T.alloc_shared((2, 1), acc)
-            o_s = T.alloc_shared((C, DV), dtype)
+            if not summary:
+                o_s = T.alloc_shared((C, DV), dtype)
             # A-fragment reads of L are conflict-free only with the 128-byte swizzle (TMA writes it)
             T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
             fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
+            if summary:
+                runs = ix[4] != 0
+            else:
+                runs = n >= 0
 
-            if n >= 0:
+            if runs:
                 if tx < 128:
                     # ------------- WG0: state; also refills the input stages by TMA -------------
                     S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
                     S_bf = T.alloc_fragment((DV, D), dtype)
                     vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
                     ut = T.alloc_fragment((DV, C), acc)         # u~^T as loaded
-                    vn_bf = T.alloc_fragment((DV, C), dtype)
+                    if not summary:
+                        vn_bf = T.alloc_fragment((DV, C), dtype)
                     vnd_bf = T.alloc_fragment((DV, C), dtype)
-                    oacc = T.alloc_fragment((DV, C), acc)       # o^T [c][t]: S Q^T part
-                    oacc2 = T.alloc_fragment((DV, C), acc)      # o^T: P~ v~ part
+                    if not summary:
+                        oacc = T.alloc_fragment((DV, C), acc)   # o^T [c][t]: S Q^T part
+                        oacc2 = T.alloc_fragment((DV, C), acc)  # o^T: P~ v~ part
                     dec_f = T.alloc_fragment((C,), acc)
-                    og_f = T.alloc_fragment((C,), acc)
+                    if not summary:
+                        og_f = T.alloc_fragment((C,), acc)
                     egl = T.alloc_local((1,), acc)
 
-                    if has_h0 != 0 and c_begin == 0:
+                    if summary and is_m != 0:
+                        for c, kk in T.Parallel(DV, D):
+                            S[c, kk] = T.if_then_else(kk == c0 + c, 1.0, 0.0)
+                    elif has_h0 != 0 and c_begin == 0:
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = h0[n, hv, kk, c0 + c]
-                    elif exact_cp != 0 and c_out > 0 and c_begin == c_out:
+                    elif not summary and exact_cp != 0 and c_out > 0 and c_begin == c_out:
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = seg_states[seg, hv, kk, c0 + c]
                     else:
@@ -203,8 +226,9 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                         ph = (i // 2) % 2
                         sa = i % NA
                         pa = (i // NA) % 2
-                        t0 = tok0 + i * C
-                        nvalid = T.min(eos - t0, C)
+                        if not summary:
+                            t0 = tok0 + i * C
+                            nvalid = T.min(eos - t0, C)
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 0, t_start)
@@ -225,7 +249,8 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                         for c, t in T.Parallel(DV, C):
                             ut[c, t] = u_s[st, t, c]
                         T.copy(dec_s[st, :], dec_f)
-                        T.copy(og_s[st, :], og_f)
+                        if not summary:
+                            T.copy(og_s[st, :], og_f)
                         egl[0] = egl_s[st, 0]
                         T.wait_wgmma(0)
                         for c, t in T.Parallel(DV, C):
@@ -235,51 +260,60 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                                 _stamp(ht, bx, hv, i, 2, t_start)
                         for c, t in T.Parallel(DV, C):
                             vnd_bf[c, t] = vacc[c, t] * dec_f[t]
-                        for c, t in T.Parallel(DV, C):
-                            vn_bf[c, t] = vacc[c, t]
+                        if not summary:
+                            for c, t in T.Parallel(DV, C):
+                                vn_bf[c, t] = vacc[c, t]
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = S[c, kk] * egl[0]
                         # three GEMMs back to back on the tensor cores; one wait
                         T.wgmma_gemm(vnd_bf, k_s[sa, :, :], S)
-                        T.wgmma_gemm(S_bf, q_s[sa, :, :], oacc, transpose_B=True, clear_accum=True)
-                        T.wgmma_gemm(vn_bf, p_s[st, :, :], oacc2, transpose_B=True, clear_accum=True)
+                        if not summary:
+                            T.wgmma_gemm(S_bf, q_s[sa, :, :], oacc, transpose_B=True, clear_accum=True)
+                            T.wgmma_gemm(vn_bf, p_s[st, :, :], oacc2, transpose_B=True, clear_accum=True)
                         T.wait_wgmma(0)
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 3, t_start)
                         T.barrier_arrive(emptyA[sa])
                         T.barrier_arrive(pempty[st])
-                        for c, t in T.Parallel(DV, C):
-                            oacc[c, t] = oacc[c, t] * og_f[t] + oacc2[c, t]
-                        if timeline:
-                            if tx == 0:
-                                _stamp(ht, bx, hv, i, 5, t_start)
-                        if c_begin + i < c_out:
-                            pass                         # warm-up chunk: no outputs
-                        elif nvalid == C:
-                            # The previous chunk's tile must have left o_s: the thread that issued
-                            # its TMA store waits, then the warpgroup meets it at a named barrier
-                            # (id 5: TileLang's own partial syncs here use 3 and 4).
-                            T.tma_store_wait()
-                            T.sync_threads(5, 128)
+                        if not summary:
+                            for c, t in T.Parallel(DV, C):
+                                oacc[c, t] = oacc[c, t] * og_f[t] + oacc2[c, t]
                             if timeline:
                                 if tx == 0:
-                                    _stamp(ht, bx, hv, i, 6, t_start)
-                            for c, t in T.Parallel(DV, C):
-                                o_s[t, c] = oacc[c, t]
-                            T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
-                        else:
-                            for c, t in T.Parallel(DV, C):
-                                if t < nvalid:
-                                    o[t0 + t, hv, c0 + c] = oacc[c, t]
-                        if timeline:
-                            if tx == 0:
-                                _stamp(ht, bx, hv, i, 4, t_start)
+                                    _stamp(ht, bx, hv, i, 5, t_start)
+                            if c_begin + i < c_out:
+                                pass                         # warm-up chunk: no outputs
+                            elif nvalid == C:
+                                # The previous chunk's tile must have left o_s: the thread that issued
+                                # its TMA store waits, then the warpgroup meets it at a named barrier
+                                # (id 5: TileLang's own partial syncs here use 3 and 4).
+                                T.tma_store_wait()
+                                T.sync_threads(5, 128)
+                                if timeline:
+                                    if tx == 0:
+                                        _stamp(ht, bx, hv, i, 6, t_start)
+                                for c, t in T.Parallel(DV, C):
+                                    o_s[t, c] = oacc[c, t]
+                                T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
+                            else:
+                                for c, t in T.Parallel(DV, C):
+                                    if t < nvalid:
+                                        o[t0 + t, hv, c0 + c] = oacc[c, t]
+                            if timeline:
+                                if tx == 0:
+                                    _stamp(ht, bx, hv, i, 4, t_start)
 
-                    T.tma_store_wait()
-                    if store_final != 0 and c_end == nct:
+                    if summary:
                         for c, kk in T.Parallel(DV, D):
-                            ht[n, hv, kk, c0 + c] = S[c, kk]
+                            summ[seg, hv, kk, is_m * D + c0 + c] = S[c, kk]
+                        if tx == 0 and bx % 4 == 0:
+                            kinds[seg, hv] = ix[5]
+                    else:
+                        T.tma_store_wait()
+                        if store_final != 0 and c_end == nct:
+                            for c, kk in T.Parallel(DV, D):
+                                ht[n, hv, kk, c0 + c] = S[c, kk]
 
                 else:
                     # ------- WG1: prep (one chunk ahead of WG0): WY products u~, -w~ and P~ -------
@@ -288,17 +322,20 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                     Aw = T.alloc_fragment((C, C), dtype)
                     uacc = T.alloc_fragment((C, DV), acc)
                     wacc = T.alloc_fragment((C, D), acc)
-                    pacc = T.alloc_fragment((C, C), acc)
+                    if not summary:
+                        pacc = T.alloc_fragment((C, C), acc)
                     cu_f = T.alloc_fragment((C,), acc)      # per-column factors, held in registers
                     cw_f = T.alloc_fragment((C,), acc)
-                    cp_f = T.alloc_fragment((C,), acc)
-                    rp_f = T.alloc_fragment((C,), acc)      # per-row factors
+                    if not summary:
+                        cp_f = T.alloc_fragment((C,), acc)
+                        rp_f = T.alloc_fragment((C,), acc)  # per-row factors
                     ra_f = T.alloc_fragment((C,), acc)
                     gr_f = T.alloc_fragment((C,), acc)
                     gcol_f = T.alloc_fragment((C,), acc)
 
                     for j in T.serial(T.min(nch, 2)):
-                        T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
+                        if not summary:
+                            T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
                         T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
                         T.barrier_arrive(fullA[j])
                         T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=fullB[j])
@@ -319,7 +356,12 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                         T.barrier_wait(fullB[sb], pb)
                         T.barrier_wait(fullA[sa], pa)
                         rank1 = tab_s[sb, GV_MISC, 1] > 0.5
-                        T.copy(tab_s[sb, GV_CU, :], cu_f)
+                        if summary:
+                            # M's blocks: u = 0 (T_c acts on S as the update does with v = 0)
+                            for s_ in T.Parallel(C):
+                                cu_f[s_] = tab_s[sb, GV_CU, s_] * T.if_then_else(is_m != 0, 0.0, 1.0)
+                        else:
+                            T.copy(tab_s[sb, GV_CU, :], cu_f)
                         T.copy(tab_s[sb, GV_CW, :], cw_f)
                         T.copy(L_s[sb, :, :], Lb)
                         if timeline:
@@ -352,31 +394,35 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                             for t, s in T.Parallel(C, C):
                                 Aw[t, s] = T.cast(Lb[t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * cw_f[s]
                         T.wgmma_gemm(Aw, k_s[sa, :, :], wacc, clear_accum=True)
-                        T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
-                        T.copy(tab_s[sb, GV_CP, :], cp_f)
-                        T.copy(tab_s[sb, GV_RP, :], rp_f)
+                        if not summary:
+                            T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
+                            T.copy(tab_s[sb, GV_CP, :], cp_f)
+                            T.copy(tab_s[sb, GV_RP, :], rp_f)
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 18, t_start)
-                        T.wait_wgmma(2)
+                        T.wait_wgmma(1 if summary else 2)
                         T.copy(uacc, u_s[st, :, 0:DV])
-                        T.wait_wgmma(1)
+                        T.wait_wgmma(0 if summary else 1)
                         T.copy(wacc, w_s[st, :, :])
-                        T.wait_wgmma(0)
+                        if not summary:
+                            T.wait_wgmma(0)
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 19, t_start)
-                        if rank1:
-                            for t, s in T.Parallel(C, C):
-                                p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
-                        else:
-                            for t, s in T.Parallel(C, C):
-                                p_s[st, t, s] = T.if_then_else(
-                                    s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                        if not summary:
+                            if rank1:
+                                for t, s in T.Parallel(C, C):
+                                    p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
+                            else:
+                                for t, s in T.Parallel(C, C):
+                                    p_s[st, t, s] = T.if_then_else(
+                                        s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
                         # the gate-table rows the state warpgroup needs travel with the prep outputs
                         if tx - 128 < C:
                             dec_s[st, tx - 128] = tab_s[sb, GV_DEC, tx - 128]
-                            og_s[st, tx - 128] = tab_s[sb, GV_OG, tx - 128]
+                            if not summary:
+                                og_s[st, tx - 128] = tab_s[sb, GV_OG, tx - 128]
                         if tx == 128:
                             egl_s[st, 0] = tab_s[sb, GV_MISC, 0]
                         T.fence_proxy_async()
@@ -395,16 +441,78 @@ def build(dtype: str, states: bool = False, timeline: bool = False):
                             T.barrier_arrive(fullB[sb])
                             if i >= 1:
                                 T.barrier_wait(emptyA[(i + 2) % NA], ((i - 1) // NA) % 2)
-                            T.tma_copy(q[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hk, 0:D], q_s[(i + 2) % NA, :, :], barrier=fullA[(i + 2) % NA])
+                            if not summary:
+                                T.tma_copy(q[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hk, 0:D], q_s[(i + 2) % NA, :, :], barrier=fullA[(i + 2) % NA])
                             T.tma_copy(k[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hk, 0:D], k_s[(i + 2) % NA, :, :], barrier=fullA[(i + 2) % NA])
                             T.barrier_arrive(fullA[(i + 2) % NA])
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 20, t_start)
 
+    if summary:
+        @T.prim_func
+        def cp_summary(
+            k: T.Tensor((Ttot, H, D), dtype),
+            v: T.Tensor((Ttot, HV, D), dtype),
+            L: T.Tensor((Ttot, HV, C), dtype),
+            gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
+            stats: T.Tensor((NCG, HV, 2), "float32"),
+            h0: T.Tensor((NST, HV, D, D), "float32"),
+            cu_seqlens: T.Tensor((NS1,), "int32"),
+            chunk_offsets: T.Tensor((NS1,), "int32"),
+            seg_offsets: T.Tensor((NS1,), "int32"),
+            summ: T.Tensor((NSEG, HV, D, 2 * D), "float32"),
+            kinds: T.Tensor((NSEG, HV), "int32"),
+            seq_len: T.int32,
+            num_seqs: T.int32,
+            seg_chunks: T.int32,
+            num_segs: T.int32,
+            has_h0: T.int32,
+            cp_log_tol: T.float32,
+        ):
+            state_pass(None, k, v, L, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, None, None, None, None,
+                       summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, None, None, cp_log_tol, None)
+
+        return cp_summary
+
+    @T.prim_func
+    def fused_fwd(
+        q: T.Tensor((Ttot, H, D), dtype),
+        k: T.Tensor((Ttot, H, D), dtype),
+        v: T.Tensor((Ttot, HV, D), dtype),
+        L: T.Tensor((Ttot, HV, C), dtype),
+        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
+        stats: T.Tensor((NCG, HV, 2), "float32"),
+        h0: T.Tensor((NST, HV, D, D), "float32"),
+        cu_seqlens: T.Tensor((NS1,), "int32"),
+        chunk_offsets: T.Tensor((NS1,), "int32"),
+        seg_offsets: T.Tensor((NS1,), "int32"),
+        o: T.Tensor((Ttot, HV, D), dtype),
+        ht: T.Tensor((NST, HV, D, D), "float32"),
+        hsT: T.Tensor((NCS, HV, D, D), dtype),
+        seg_states: T.Tensor((NSEG, HV, D, D), "float32"),
+        seq_len: T.int32,
+        num_seqs: T.int32,
+        seg_chunks: T.int32,
+        num_segs: T.int32,
+        has_h0: T.int32,
+        store_final: T.int32,
+        store_states: T.int32,
+        cp_log_tol: T.float32,
+        exact_cp: T.int32,
+    ):
+        # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
+        # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
+        state_pass(q, k, v, L, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
+                   None, None, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states,
+                   cp_log_tol, exact_cp)
+
     return fused_fwd
 
 
 def variants():
-    return [(variant_symbol(NAME + suffix, dt, "float32"), dict(dtype=dt, states=states))
-            for suffix, states in (("", False), ("_states", True)) for dt in DTYPES]
+    """The inference kernel, the backward's state pass (`fused_fwd_states`) and pass 1 of the
+    exact CP correction (`cp_summary`), per input dtype."""
+    return [(variant_symbol(name, dt, "float32"), dict(dtype=dt, states=states, summary=summ))
+            for name, states, summ in (("fused_fwd", False, False), ("fused_fwd_states", True, False),
+                                       ("cp_summary", False, True)) for dt in DTYPES]

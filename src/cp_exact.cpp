@@ -1,11 +1,12 @@
 // Host launchers of the exact intra-card CP correction (tool (a), docs/context-parallelism.md):
-// kernels_tl/cp_summary.py / bwd_cp_summary.py (pass 1: each needed segment's F and M, forward /
-// reverse recurrence) and kernels_tl/cp_combine.py (pass 2: the true incoming state, or state
-// gradient, of every segment that cannot warm up). fused_fwd / bwd_dstates then start those
+// pass 1, each needed segment's F and M - the cp_summary variant of kernels_tl/fused_fwd.py
+// (forward recurrence) and the bwd_cp_summary variant of kernels_tl/bwd_dstates.py (reverse) -
+// and pass 2, kernels_tl/cp_combine.py (the true incoming state, or state gradient, of every
+// segment that cannot warm up). fused_fwd / bwd_dstates then start those
 // segments at their own boundary from seg_states.
-#include "bwd_cp_summary_kernels.h"
+#include "bwd_dstates_kernels.h"   // bwd_cp_summary_*: a variant of bwd_dstates
 #include "cp_combine_kernels.h"
-#include "cp_summary_kernels.h"
+#include "fused_fwd_kernels.h"     // cp_summary_*: a variant of fused_fwd
 #include "stages.h"
 
 namespace flashgdn {

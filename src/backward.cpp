@@ -53,12 +53,26 @@ fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
   return check_current_device();
 }
 
+// The reverse pass's workspace: the exact CP correction's scratch (at 0), then, for varlen calls
+// that pass no seg_offsets, the per-sequence offsets seq_plan makes (at *offsets_off).
+size_t dstates_workspace(const fgdn_backward_dstates_args& a, const CpSplit& cp, size_t* offsets_off) {
+  auto align = [](size_t x) { return (x + 255) / 256 * 256; };
+  size_t bytes = cp.bytes;
+  *offsets_off = align(bytes);
+  if (a.seqs.seq_len == 0 && a.seg_offsets == nullptr)
+    bytes = *offsets_off + 2 * align((size_t)(a.seqs.num_seqs + 1) * sizeof(int32_t));
+  return bytes;
+}
+
 }  // namespace
 }  // namespace flashgdn
 
 extern "C" size_t fgdn_backward_dstates_workspace_size(const fgdn_backward_dstates_args* a) {
+  using namespace flashgdn;
   if (a == nullptr) return 0;
-  return flashgdn::plan_cp_split(a->seqs, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0).bytes;
+  size_t offsets_off;
+  return dstates_workspace(*a, plan_cp_split(a->seqs, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0),
+                           &offsets_off);
 }
 
 extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a, cudaStream_t stream) {
@@ -84,13 +98,14 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   FGDN_REQUIRE(a->cp_tolerance >= 0.f && a->cp_tolerance < 1.f, "cp_tolerance must be in [0, 1) (got %g)",
                (double)a->cp_tolerance);
   FGDN_REQUIRE(a->cp_segment_chunks == 0 || a->chunk_stats, "chunk_stats must be non-NULL with cp_segment_chunks > 0");
-  FGDN_REQUIRE(s.seq_len > 0 || a->seg_offsets, "varlen needs seg_offsets");
   const CpSplit plan = plan_cp_split(s, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0);
   const int seg_chunks = plan.seg_chunks;
   const long long num_segs = plan.num_segs;
-  FGDN_REQUIRE(a->workspace_bytes >= plan.bytes, "workspace too small: %zu bytes, need %zu (fgdn_backward_dstates_workspace_size)",
-               a->workspace_bytes, plan.bytes);
-  FGDN_REQUIRE(plan.bytes == 0 || (a->workspace != nullptr && (reinterpret_cast<uintptr_t>(a->workspace) % 256) == 0),
+  size_t offsets_off;
+  const size_t ws_bytes = dstates_workspace(*a, plan, &offsets_off);
+  FGDN_REQUIRE(a->workspace_bytes >= ws_bytes, "workspace too small: %zu bytes, need %zu (fgdn_backward_dstates_workspace_size)",
+               a->workspace_bytes, ws_bytes);
+  FGDN_REQUIRE(ws_bytes == 0 || (a->workspace != nullptr && (reinterpret_cast<uintptr_t>(a->workspace) % 256) == 0),
                "workspace must be a non-NULL, 256-byte aligned device pointer");
   FGDN_REQUIRE(2 * num_segs <= 0x7fffffffLL, "too many CP segments (%lld)", num_segs);
   const float cp_log_tol = a->cp_tolerance > 0.f ? std::log(a->cp_tolerance) : -INFINITY;
@@ -101,13 +116,20 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   // Without d(final state) or without dh0 the kernel still needs a valid pointer it never touches.
   float* spare = const_cast<float*>(a->gate_vectors);
   const bool io_state = a->d_final_state || a->d_initial_state;
+  const int32_t* seg_offsets = a->seg_offsets;
+  if (s.seq_len == 0 && seg_offsets == nullptr) {   // the same kernel fgdn_forward plans varlen with
+    int32_t* chunk_offsets = reinterpret_cast<int32_t*>(static_cast<char*>(a->workspace) + offsets_off);
+    int32_t* segs = chunk_offsets + (s.num_seqs + 1 + 63) / 64 * 64;
+    FGDN_TRY(run_seq_plan(s.cu_seqlens, chunk_offsets, segs, s.num_seqs, seg_chunks, stream));
+    seg_offsets = segs;
+  }
   float* seg_dstates = nullptr;
   if (plan.exact) {
     char* ws = static_cast<char*>(a->workspace);
     BwdCpExactLaunch x;
     x.dtype_fp16 = a->dtype == FGDN_FP16;
     x.seqs = s;
-    x.seg_offsets = a->seg_offsets;
+    x.seg_offsets = seg_offsets;
     x.seg_chunks = seg_chunks;
     x.num_segs = (int)num_segs;
     x.num_qk_heads = a->num_qk_heads;
@@ -130,7 +152,7 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
                        a->chunk_stats ? const_cast<float*>(a->chunk_stats) : spare,
                        a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
                        or_valid(s.cu_seqlens, a->gate_vectors), or_valid(s.chunk_offsets, a->gate_vectors),
-                       or_valid(a->seg_offsets, a->gate_vectors), a->chunk_dstates_t, a->dv_new,
+                       or_valid(seg_offsets, a->gate_vectors), a->chunk_dstates_t, a->dv_new,
                        a->d_initial_state ? a->d_initial_state : spare, seg_dstates ? seg_dstates : spare,
                        s.seq_len, s.num_seqs, seg_chunks, (int)num_segs, a->d_final_state ? 1 : 0,
                        a->d_initial_state ? 1 : 0, cp_log_tol, /*exact_cp=*/seg_dstates != nullptr, s.total_tokens,

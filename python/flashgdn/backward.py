@@ -142,16 +142,10 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     forward(qf.view(B, T, H, -1), kf.view(B, T, H, -1), vf.view(B, T, HV, -1), gf.view(B, T, HV), bf.view(B, T, HV),
             scale, h0, False, rk is not None, cu_seqlens, problem, cp_tolerance=cp_tolerance, chunk_states=hsT,
             prep=(L, stats, gvec), segment_chunks=seg_chunks, cp_exact=cp_exact)
-    seg_offsets = None
-    if lay.seq_len == 0:
-        per_seq = torch.diff(lay.chunk_offsets)
-        items = torch.clamp(torch.div(per_seq + (seg_chunks - 1), seg_chunks, rounding_mode="floor"), min=1) \
-            if seg_chunks > 0 else torch.ones_like(per_seq)
-        seg_offsets = torch.zeros_like(lay.chunk_offsets)
-        torch.cumsum(items, 0, out=seg_offsets[1:])
     ext = _native.ext()
     stream = _native.stream_handle(device)
-    # scratch of the reverse pass's exact CP correction (empty without a split)
+    # scratch of the reverse pass: the exact CP correction's (empty without a split) and, for
+    # varlen, the per-sequence segment offsets (made there by the kernel the forward uses)
     ws_bytes = ext.backward_dstates_workspace_size(Ttot, lay.num_seqs, lay.seq_len, HV, seg_chunks, not cp_exact)
     ws = torch.empty(max(ws_bytes, 1), dtype=torch.uint8, device=device)
     with torch.cuda.device(device):
@@ -160,6 +154,5 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
                              kf.data_ptr(), dof.data_ptr(), L.data_ptr(), gvec.data_ptr(),
                              dht.data_ptr() if dht is not None else 0, dhsT.data_ptr(), dv_new.data_ptr(),
                              dh0.data_ptr() if dh0 is not None else 0, stream, seg_chunks, float(cp_tolerance),
-                             stats.data_ptr(), seg_offsets.data_ptr() if seg_offsets is not None else 0,
-                             ws.data_ptr(), ws_bytes, not cp_exact)
+                             stats.data_ptr(), 0, ws.data_ptr(), ws_bytes, not cp_exact)
     return dict(hsT=hsT, dhsT=dhsT, dv_new=dv_new, dh0=dh0, L=L, gvec=gvec, dht=dht, h0=h0)

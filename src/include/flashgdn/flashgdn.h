@@ -198,12 +198,12 @@ typedef struct fgdn_backward_dstates_args {
   const float* chunk_stats;     /* fgdn_chunk_prep's stats; read when cp_segment_chunks > 0 */
   const int32_t* seg_offsets;   /* varlen only: [N+1], prefix sums over sequences of
                                    max(ceil(ceil(len / 64) / cp_segment_chunks), 1) (1 per
-                                   sequence when cp_segment_chunks == 0) */
+                                   sequence when cp_segment_chunks == 0); or NULL: made here, in
+                                   the workspace (fgdn_backward_dstates_workspace_size counts it) */
   int cp_restart_only;          /* as in fgdn_forward: 0 = segments that cannot warm up take the
                                    exact correction, 1 = they restart at their sequence's end */
   void* workspace;              /* device scratch of fgdn_backward_dstates_workspace_size(args)
-                                   bytes, 256-byte aligned (NULL when that is 0: no CP split, or
-                                   cp_restart_only) */
+                                   bytes, 256-byte aligned (NULL allowed when that is 0) */
   size_t workspace_bytes;
 } fgdn_backward_dstates_args;
 

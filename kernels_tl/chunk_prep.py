@@ -1,18 +1,23 @@
 """chunk_prep: the gate-free WY inverse of every 64-token chunk, plus chunk statistics.
 
-One CTA per (chunk, value head); 128 threads = one warpgroup, <= 128 registers and ~50 KB of
-shared memory so four CTAs share an SM and hide each other's latencies (the kernel is short and
-bound by memory and latency, not by arithmetic). K K^T is recomputed per value head of a GVA
-group (one wgmma; the K tile comes from L2 for the group's other heads).
+One CTA per (chunk, value head); 128 threads = one warpgroup, 92 registers and 54 KB of shared
+memory, so four CTAs share an SM and hide each other's latencies (the kernel is short and bound
+by shared-memory wavefronts and latency, not by arithmetic). K K^T is recomputed per value head
+of a GVA group (one wgmma; the K tile comes from L2 for the group's other heads: walking the
+group's heads in one CTA measured slower, docs/perf-notes.md).
 
-  1. K tile [64,128] -> smem by TMA; beta, g -> smem.
+  1. K tile [64,128] -> smem by TMA; beta -> smem; while K is in flight warp 2 forms gc (cumsum
+     of g) and warp 3 the q row norms (in-kernel L2 norm only).
   2. KK = K K^T [64,64] fp32, wgmma m64n64k16 x 8. With in-kernel L2 norm,
      rk_i = 1/sqrt(KK_ii + 1e-6) comes free from the diagonal.
-  3. A = StrictLower(diag(beta) KK) (scaled by rk_i rk_j)          fp32 smem [64,65]
+  3. A = StrictLower(diag(beta) KK) (scaled by rk_i rk_j), scaled in the fragment once and stored
+     only where the inverse reads it: the four 16x16 diagonal blocks and A[16:32, 0:16],
+     A[48:64, 32:48] (blk_s), and A[32:64, 0:32] (aba_s).
   4. L = (I + A)^-1, blocked:
-     a) four 16x16 diagonal blocks: one thread per (block, column), forward substitution in
-        registers (broadcast reads of A), written into the two 32x32 diagonal blocks L_AA, L_BB
-     b) 16 -> 32: L21 = -D1 (A21 D0) for both pairs          CUDA cores, 2x2 outputs a thread
+     a) four 16x16 diagonal blocks (warps 0-1, a half-warp per block): one lane per column,
+        forward substitution in registers on broadcast reads of A; meanwhile warps 2-3 write the
+        chunk statistics and the gate vectors (6.)
+     b) 16 -> 32: L21 = -D1 (A21 D0) for both pairs, a warp each (2x4 outputs a lane)
      c) 32 -> 64: L_BA = -L_BB (A_BA L_AA)                    tf32 mma.sync, 32x32x32 twice
      Every block is also written, as it is finished, into a bf16 tile of L that is then stored
      row-vectorised (valid rows only).
@@ -20,9 +25,8 @@ group (one wgmma; the K tile comes from L2 for the group's other heads).
      belong to the next sequence); stats[chunk, hv] = (sum of g, max_i beta_i |k_i|^2).
   6. The chunk's gate vectors gvec[chunk, hv, row, token] (rows in common.py: GV_*), computed
      here once per chunk and value head so that the forward's prep warpgroup only multiplies:
-     gc = cumsum g (warp shuffle scan), q row norms (in-kernel L2 norm), and the factors the
-     forward applies to the rows and columns of its WY products and of P (see fused_fwd), and
-     the plain factors the backward's reverse pass uses (bwd_dstates).
+     the factors the forward applies to the rows and columns of its WY products and of P (see
+     fused_fwd), and the plain factors the backward's reverse pass uses (bwd_dstates).
 
 The inverse is gate-free: the forward applies the gates as G * L with G_ts = exp(gc_t - gc_s)
 (for lower-triangular X, G * X = Gamma X Gamma^-1), so nothing here can overflow.
@@ -39,6 +43,8 @@ NAME = "chunk_prep"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
 L2NORM_EPS = 1e-6
 LOG2E = 1.4426950408889634
+BLK_ROW = 24    # row stride of the blocks of A (floats): 16-byte aligned rows
+BLK = 16 * BLK_ROW + 16   # block stride: 400 = 16 mod 32 banks
 
 
 def build(dtype: str, beta_dtype: str):
@@ -84,14 +90,17 @@ def build(dtype: str, beta_dtype: str):
             rk_s = T.alloc_shared((C,), acc)
             diag_s = T.alloc_shared((C,), acc)
             b_s = T.alloc_shared((C,), acc)
-            a_s = T.alloc_shared((C, C + 1), acc)       # A; padded rows keep column walks conflict-free
-            x16_s = T.alloc_shared((2, 16, 17), acc)    # 16 -> 32 merge scratch
-            aba_s = T.alloc_shared((32, 32), acc)
-            laa_s = T.alloc_shared((32, 32), acc)
-            lbb_s = T.alloc_shared((32, 32), acc)
+            # A's blocks, as the inverse reads them: 0..3 the 16x16 diagonal blocks (strictly lower,
+            # zeros elsewhere), 4 = A[16:32, 0:16], 5 = A[48:64, 32:48]; rows of BLK_ROW floats
+            # (16-byte aligned, row-vectorised reads), blocks BLK floats apart (16 banks apart:
+            # two blocks read by one warp never share a bank)
+            blk_s = T.alloc_shared((6, BLK), acc)
+            aba_s = T.alloc_shared((32, 32), acc)       # A[32:64, 0:32], the 32 -> 64 merge's left factor
+            lab_s = T.alloc_shared((2, 32, 32), acc)    # L's 32x32 diagonal blocks L_AA, L_BB (fp32)
+            x_s = T.alloc_shared((2, 16, 16), acc)      # 16 -> 32 merge scratch
             y_s = T.alloc_shared((32, 32), acc)
-            y_f = T.alloc_fragment((32, 32), acc)
             l_out = T.alloc_shared((C, C), dtype)       # L in the output dtype, stored row-vectorised
+            y_f = T.alloc_fragment((32, 32), acc)
             kbar = T.alloc_barrier(arrive_count=[128])
             rk_f = T.alloc_fragment((C,), acc)
             rkc_f = T.alloc_fragment((C,), acc)
@@ -100,6 +109,10 @@ def build(dtype: str, beta_dtype: str):
             gc_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
             col = T.alloc_local((16,), acc)
+            a4 = T.alloc_local((4,), acc)
+            b4 = T.alloc_local((4,), acc)
+            x8 = T.alloc_local((8,), acc)
+            y4 = T.alloc_local((4,), acc)
             red = T.alloc_local((8,), acc)
 
             if seq_id >= 0:
@@ -110,9 +123,33 @@ def build(dtype: str, beta_dtype: str):
                 T.barrier_arrive(kbar[0])
                 if tx < C:
                     b_s[tx] = T.if_then_else(tx < nvalid, T.cast(beta[t0 + tx, hv], acc), 0.0)
+                else:
+                    # while K is in flight (warp 2): gc, the chunk-local inclusive cumsum of g by a
+                    # shuffle scan, two tokens a lane (padding tokens have g = 0, so gc stays at the
+                    # last valid value), and the chunk's sum of g; (warp 3) the q row norms for the
+                    # in-kernel L2 norm, two rows a lane
+                    lane = tx - 64
+                    if lane < 32:
+                        red[4] = T.if_then_else(2 * lane < nvalid, g[t0 + 2 * lane, hv], 0.0)
+                        red[5] = red[4] + T.if_then_else(2 * lane + 1 < nvalid, g[t0 + 2 * lane + 1, hv], 0.0)
+                        red[6] = red[5]
+                        for d in T.unroll(5):
+                            red[7] = T.shfl_up(red[6], 1 << d)
+                            red[6] = red[6] + T.if_then_else(lane >= (1 << d), red[7], 0.0)
+                        gc_s[2 * lane] = red[6] - red[5] + red[4]
+                        gc_s[2 * lane + 1] = red[6]
+                    else:
+                        for h in T.unroll(2):
+                            red[4] = 0.0
+                            if use_l2norm != 0 and (lane - 32) * 2 + h < nvalid:
+                                for e in T.unroll(D):
+                                    red[4] = red[4] + T.cast(q[t0 + (lane - 32) * 2 + h, hk, e], acc) * T.cast(q[t0 + (lane - 32) * 2 + h, hk, e], acc)
+                            rq_s[(lane - 32) * 2 + h] = T.if_then_else(use_l2norm != 0, T.rsqrt(red[4] + L2NORM_EPS), 1.0)
                 T.clear(l_out)
-                T.clear(laa_s)
-                T.clear(lbb_s)
+                # of L_AA, L_BB only the upper-right 16x16 blocks must be zero (the tf32 GEMMs read
+                # them); everything else is written below
+                for p_, i, j in T.Parallel(2, 16, 16):
+                    lab_s[p_, i, 16 + j] = 0.0
                 T.barrier_wait(kbar[0], 0)
                 T.gemm(k_s, k_s, kk, transpose_B=True, clear_accum=True)
 
@@ -124,36 +161,48 @@ def build(dtype: str, beta_dtype: str):
                 T.copy(rk_s, rk_f)
                 T.copy(rk_s, rkc_f)
                 T.copy(b_s, b_f)
+                # A = StrictLower(diag(beta) KK), scaled once in place (ptxas does not share the
+                # products between the predicated stores below: three times the multiplies), then
+                # straight from the fragment into the blocks the inverse reads (2560 of its 4096
+                # entries; the rest is never read)
+                for i in T.Parallel(C):
+                    b_f[i] = b_f[i] * rk_f[i]
                 for i, j in T.Parallel(C, C):
-                    a_s[i, j] = T.if_then_else(i > j, b_f[i] * kk[i, j] * rk_f[i] * rkc_f[j], 0.0)
+                    kk[i, j] = kk[i, j] * b_f[i] * rkc_f[j]
+                for i, j in T.Parallel(C, C):
+                    if i // 16 == j // 16:
+                        blk_s[i // 16, (i % 16) * BLK_ROW + j % 16] = T.if_then_else(i > j, kk[i, j], 0.0)
+                    if i // 16 == j // 16 + 1 and (i // 16) % 2 == 1:
+                        blk_s[4 + i // 32, (i % 16) * BLK_ROW + j % 16] = kk[i, j]
+                    if i >= 32 and j < 32:
+                        aba_s[i - 32, j] = kk[i, j]
                 T.sync_threads()
 
                 if tx < 64:
-                    # (a) diagonal 16x16 blocks: thread solves column j of block bb. All 16 threads
-                    #     of a block read the same A entries (broadcast); x stays in registers.
+                    # (a) the four 16x16 diagonal blocks D_bb = (I + A_bb)^-1 (warps 0-1): lane j of
+                    #     half-warp bb owns column j, forward substitution in registers; row i of
+                    #     A_bb comes as broadcast reads (one word for 16 lanes; the two blocks of a
+                    #     warp sit 16 banks apart)
                     bb = tx // 16
                     j = tx % 16
                     for i in T.unroll(16):
                         col[i] = T.if_then_else(i == j, 1.0, 0.0)
                     for i in T.unroll(1, 16):
-                        red[0] = 0.0
-                        red[1] = 0.0
+                        for e in T.unroll(4):
+                            red[e] = 0.0
+                        # four partial sums: the chain of dependent adds is the solve's latency
                         for m in T.unroll(i):
-                            red[m % 2] = red[m % 2] + a_s[bb * 16 + i, bb * 16 + m] * col[m]
+                            red[m % 4] = red[m % 4] + blk_s[bb, i * BLK_ROW + m] * col[m]
                         # rows above the diagonal (i < j) stay exactly 0 since col[m] = 0 for m < j
-                        col[i] = T.if_then_else(i > j, -(red[0] + red[1]), col[i])
-                    # diagonal blocks 0, 1 live in L_AA (laa_s), 2, 3 in L_BB (lbb_s)
+                        col[i] = T.if_then_else(i > j, -((red[0] + red[1]) + (red[2] + red[3])), col[i])
                     for i in T.unroll(16):
-                        if bb < 2:
-                            laa_s[(bb % 2) * 16 + i, (bb % 2) * 16 + j] = col[i]
-                        else:
-                            lbb_s[(bb % 2) * 16 + i, (bb % 2) * 16 + j] = col[i]
+                        lab_s[bb // 2, (bb % 2) * 16 + i, (bb % 2) * 16 + j] = col[i]
                         l_out[bb * 16 + i, bb * 16 + j] = T.cast(col[i], dtype)
                 else:
-                    # chunk statistics (warps 2 and 3): sum of g, max of beta_i |k_i|^2
+                    # meanwhile (warps 2-3): chunk statistics (sum of g, max of beta_i |k_i|^2) and
+                    # the gate vectors
                     lane = tx - 64
                     red[0] = 0.0
-                    red[1] = 0.0
                     if lane < nvalid:
                         red[0] = g[t0 + lane, hv]
                     red[1] = b_s[lane] * diag_s[lane] * rk_s[lane] * rk_s[lane]
@@ -163,34 +212,13 @@ def build(dtype: str, beta_dtype: str):
                     if lane % 32 == 0:
                         stat_s[0, lane // 32] = red[0]
                         stat_s[1, lane // 32] = red[1]
-                    # gc: chunk-local inclusive cumsum of g (warp 2, two tokens a lane); padding
-                    # tokens have g = 0 so gc stays at the last valid value.
-                    if lane < 32:
-                        red[4] = T.if_then_else(2 * lane < nvalid, g[t0 + 2 * lane, hv], 0.0)
-                        red[5] = red[4] + T.if_then_else(2 * lane + 1 < nvalid, g[t0 + 2 * lane + 1, hv], 0.0)
-                        red[6] = red[5]
-                        for d in T.unroll(5):
-                            red[7] = T.shfl_up(red[6], 1 << d)
-                            red[6] = red[6] + T.if_then_else(lane >= (1 << d), red[7], 0.0)
-                        gc_s[2 * lane] = red[6] - red[5] + red[4]
-                        gc_s[2 * lane + 1] = red[6]
-                    else:
-                        # q row norms for the in-kernel L2 norm (warp 3, two rows a lane)
-                        for h in T.unroll(2):
-                            red[4] = 0.0
-                            if use_l2norm != 0 and (lane - 32) * 2 + h < nvalid:
-                                for e in T.unroll(D):
-                                    red[4] = red[4] + T.cast(q[t0 + (lane - 32) * 2 + h, hk, e], acc) * T.cast(q[t0 + (lane - 32) * 2 + h, hk, e], acc)
-                            rq_s[(lane - 32) * 2 + h] = T.if_then_else(use_l2norm != 0, T.rsqrt(red[4] + L2NORM_EPS), 1.0)
-                T.sync_threads()
-                # Gate vectors for the forward (one row each, token r = tx < 64). G_ts =
-                # exp(gc_t - gc_s) factors as a_t b_s, a_t = exp(gc_t - r), b_s = exp(r - gc_s), while
-                # the chunk's total decay D is below 80 ("rank-1"; r is the middle of the gc range,
-                # so all factors stay within e^40); otherwise a = b = 1 and the forward forms G
-                # per element.
-                # For bf16 the row factor a_t is folded into v~ = v_new / a_t (see fused_fwd).
-                if tx < C:
-                    red[0] = gc_s[tx]
+                    # Gate vectors for the forward (one row each, token = lane). G_ts =
+                    # exp(gc_t - gc_s) factors as a_t b_s, a_t = exp(gc_t - r), b_s = exp(r - gc_s), while
+                    # the chunk's total decay D is below 80 ("rank-1"; r is the middle of the gc range,
+                    # so all factors stay within e^40); otherwise a = b = 1 and the forward forms G
+                    # per element.
+                    # For bf16 the row factor a_t is folded into v~ = v_new / a_t (see fused_fwd).
+                    red[0] = gc_s[lane]
                     # reference r = middle of the chunk's gc range [gc_last, gc_0]: every a_t, b_s
                     # then lies in [e^-D/2, e^D/2] for a chunk decaying by D < 80
                     red[1] = T.if_then_else(gc_s[C - 1] > -80.0, 0.5 * (gc_s[0] + gc_s[C - 1]), red[0])
@@ -199,78 +227,77 @@ def build(dtype: str, beta_dtype: str):
                         red[3] = red[2]
                     else:
                         red[3] = 1.0
-                    gvec[chunk, hv, GV_DEC, tx] = T.if_then_else(
-                        tx < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[tx] * red[3], 0.0)
-                    gvec[chunk, hv, GV_OG, tx] = T.exp2(red[0] * LOG2E) * rq_s[tx] * scale
-                    gvec[chunk, hv, GV_CU, tx] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[tx]
-                    gvec[chunk, hv, GV_CW, tx] = -(T.exp2(red[1] * LOG2E) * b_s[tx] * rk_s[tx])
+                    gvec[chunk, hv, GV_DEC, lane] = T.if_then_else(
+                        lane < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[lane] * red[3], 0.0)
+                    gvec[chunk, hv, GV_OG, lane] = T.exp2(red[0] * LOG2E) * rq_s[lane] * scale
+                    gvec[chunk, hv, GV_CU, lane] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[lane]
+                    gvec[chunk, hv, GV_CW, lane] = -(T.exp2(red[1] * LOG2E) * b_s[lane] * rk_s[lane])
                     if fold_rows:
-                        gvec[chunk, hv, GV_CP, tx] = rk_s[tx]
+                        gvec[chunk, hv, GV_CP, lane] = rk_s[lane]
                     else:
-                        gvec[chunk, hv, GV_CP, tx] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[tx]
-                    gvec[chunk, hv, GV_RP, tx] = red[2] * rq_s[tx] * scale
-                    gvec[chunk, hv, GV_RA, tx] = red[2]
-                    gvec[chunk, hv, GV_GC, tx] = red[0]
-                    gvec[chunk, hv, GV_MISC, tx] = T.if_then_else(
-                        tx == 0, T.exp2(gc_s[C - 1] * LOG2E), T.if_then_else(gc_s[C - 1] > -80.0, 1.0, 0.0))
+                        gvec[chunk, hv, GV_CP, lane] = T.exp2((red[1] - red[0]) * LOG2E) * rk_s[lane]
+                    gvec[chunk, hv, GV_RP, lane] = red[2] * rq_s[lane] * scale
+                    gvec[chunk, hv, GV_RA, lane] = red[2]
+                    gvec[chunk, hv, GV_GC, lane] = red[0]
+                    gvec[chunk, hv, GV_MISC, lane] = T.if_then_else(
+                        lane == 0, T.exp2(gc_s[C - 1] * LOG2E), T.if_then_else(gc_s[C - 1] > -80.0, 1.0, 0.0))
                     # the backward's rows (bwd_dstates): plain factors, masked past the sequence end
-                    red[4] = T.if_then_else(tx < nvalid, 1.0, 0.0)
-                    gvec[chunk, hv, GV_EG, tx] = T.exp2(red[0] * LOG2E) * red[4]
-                    gvec[chunk, hv, GV_BRK, tx] = b_s[tx] * rk_s[tx]
-                    gvec[chunk, hv, GV_KF, tx] = T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[tx] * red[4]
-                    gvec[chunk, hv, GV_RQS, tx] = rq_s[tx] * scale * red[4]
-                    gvec[chunk, hv, GV_RK, tx] = rk_s[tx] * red[4]
-                # (b) 16 -> 32 for block pairs p = 0 (in laa_s), 1 (in lbb_s):  X = A21 D0 ; L21 = -D1 X.
-                #     Thread: pair p, a 2x2 output tile (rows i2, i2+1; columns c2, c2+1).
-                p = tx // 64
-                i2 = ((tx % 64) // 8) * 2
-                c2 = (tx % 8) * 2
-                for a in T.unroll(2):
-                    for b in T.unroll(2):
-                        red[a * 2 + b] = 0.0
-                if p == 0:
-                    for m in T.unroll(16):
-                        for a in T.unroll(2):
-                            for b in T.unroll(2):
-                                red[a * 2 + b] = red[a * 2 + b] + a_s[16 + i2 + a, m] * laa_s[m, c2 + b]
-                else:
-                    for m in T.unroll(16):
-                        for a in T.unroll(2):
-                            for b in T.unroll(2):
-                                red[a * 2 + b] = red[a * 2 + b] + a_s[48 + i2 + a, 32 + m] * lbb_s[m, c2 + b]
-                for a in T.unroll(2):
-                    for b in T.unroll(2):
-                        x16_s[p, i2 + a, c2 + b] = red[a * 2 + b]
+                    red[4] = T.if_then_else(lane < nvalid, 1.0, 0.0)
+                    gvec[chunk, hv, GV_EG, lane] = T.exp2(red[0] * LOG2E) * red[4]
+                    gvec[chunk, hv, GV_BRK, lane] = b_s[lane] * rk_s[lane]
+                    gvec[chunk, hv, GV_KF, lane] = T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[lane] * red[4]
+                    gvec[chunk, hv, GV_RQS, lane] = rq_s[lane] * scale * red[4]
+                    gvec[chunk, hv, GV_RK, lane] = rk_s[lane] * red[4]
                 T.sync_threads()
-                for a in T.unroll(2):
-                    for b in T.unroll(2):
-                        red[a * 2 + b] = 0.0
-                if p == 0:
-                    for m in T.unroll(16):
-                        for a in T.unroll(2):
-                            for b in T.unroll(2):
-                                red[a * 2 + b] = red[a * 2 + b] + laa_s[16 + i2 + a, 16 + m] * x16_s[0, m, c2 + b]
-                else:
-                    for m in T.unroll(16):
-                        for a in T.unroll(2):
-                            for b in T.unroll(2):
-                                red[a * 2 + b] = red[a * 2 + b] + lbb_s[16 + i2 + a, 16 + m] * x16_s[1, m, c2 + b]
-                T.sync_threads()
-                for a in T.unroll(2):
-                    for b in T.unroll(2):
-                        if p == 0:
-                            laa_s[16 + i2 + a, c2 + b] = -red[a * 2 + b]
-                        else:
-                            lbb_s[16 + i2 + a, c2 + b] = -red[a * 2 + b]
-                        l_out[p * 32 + 16 + i2 + a, p * 32 + c2 + b] = T.cast(-red[a * 2 + b], dtype)
+                # (b) 16 -> 32 for block pairs p = 0 (blocks 0, 1 -> L_AA), 1 (2, 3 -> L_BB), one
+                #     warp each: X = A21 D0, then L21 = -D1 X. Lane: rows r0, r0 + 1, columns
+                #     4q .. 4q+3; operand rows come as four-float reads shared by the lanes of a row
+                #     pair or a column quad.
+                if tx < 64:
+                    p = tx // 32
+                    r0 = ((tx % 32) // 4) * 2
+                    q4 = (tx % 4) * 4
+                    for e in T.unroll(8):
+                        x8[e] = 0.0
+                    for m4 in T.unroll(4):
+                        for e in T.vectorized(4):
+                            a4[e] = blk_s[4 + p, r0 * BLK_ROW + m4 * 4 + e]
+                        for e in T.vectorized(4):
+                            b4[e] = blk_s[4 + p, (r0 + 1) * BLK_ROW + m4 * 4 + e]
+                        for mm in T.unroll(4):
+                            for e in T.vectorized(4):
+                                y4[e] = lab_s[p, m4 * 4 + mm, q4 + e]
+                            for e in T.unroll(4):
+                                x8[e] = x8[e] + a4[mm] * y4[e]
+                                x8[4 + e] = x8[4 + e] + b4[mm] * y4[e]
+                    for h in T.unroll(2):
+                        for e in T.vectorized(4):
+                            x_s[p, r0 + h, q4 + e] = x8[h * 4 + e]
+                    T.sync_warp()
+                    for e in T.unroll(8):
+                        x8[e] = 0.0
+                    for m4 in T.unroll(4):
+                        for e in T.vectorized(4):
+                            a4[e] = lab_s[p, 16 + r0, 16 + m4 * 4 + e]
+                        for e in T.vectorized(4):
+                            b4[e] = lab_s[p, 17 + r0, 16 + m4 * 4 + e]
+                        for mm in T.unroll(4):
+                            for e in T.vectorized(4):
+                                y4[e] = x_s[p, m4 * 4 + mm, q4 + e]
+                            for e in T.unroll(4):
+                                x8[e] = x8[e] - a4[mm] * y4[e]
+                                x8[4 + e] = x8[4 + e] - b4[mm] * y4[e]
+                    for h in T.unroll(2):
+                        for e in T.vectorized(4):
+                            lab_s[p, 16 + r0 + h, q4 + e] = x8[h * 4 + e]
+                        for e in T.unroll(4):
+                            l_out[p * 32 + 16 + r0 + h, p * 32 + q4 + e] = T.cast(x8[h * 4 + e], dtype)
                 T.sync_threads()
 
                 # (c) 32 -> 64 with tf32 tensor cores: L_BA = -L_BB (A_BA L_AA).
-                for i, j in T.Parallel(32, 32):
-                    aba_s[i, j] = a_s[32 + i, j]
-                T.gemm(aba_s, laa_s, y_f, clear_accum=True)
+                T.gemm(aba_s, lab_s[0, :, :], y_f, clear_accum=True)
                 T.copy(y_f, y_s)
-                T.gemm(lbb_s, y_s, y_f, clear_accum=True)
+                T.gemm(lab_s[1, :, :], y_s, y_f, clear_accum=True)
                 for i, j in T.Parallel(32, 32):
                     l_out[32 + i, j] = T.cast(-y_f[i, j], dtype)
                 for i, j in T.Parallel(C, C):

@@ -55,7 +55,7 @@ layout (M thus transposed, as cp_combine reads it), the kind to kinds[seg, hv].
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_TABLE_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
 from common import KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 
 NAME = "bwd_dstates"
@@ -144,7 +144,7 @@ def build(dtype: str, summary: bool = False):
             k_s = T.alloc_shared((NA, C, D), dtype)
             do_s = T.alloc_shared((NB, C, DV), dtype)
             L_s = T.alloc_shared((NB, C, C), dtype)
-            tab_s = T.alloc_shared((NB, GV_ROWS, C), acc)
+            tab_s = T.alloc_shared((NB, GV_TABLE_ROWS, C), acc)   # the factor rows only
             w_s = T.alloc_shared((2, C, D), dtype)       # -w      [t][k]
             dot_s = T.alloc_shared((2, C, DV), dtype)    # dO~     [t][v] (the GEMM reads it transposed)
             # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
@@ -277,7 +277,7 @@ def build(dtype: str, summary: bool = False):
                         T.barrier_arrive(fullA[j])
                         T.tma_copy(dout[tokh - j * C:tokh - j * C + C, hv, c0:c0 + DV], do_s[j, :, :], barrier=fullB[j])
                         T.tma_copy(L[tokh - j * C:tokh - j * C + C, hv, 0:C], L_s[j, :, :], barrier=fullB[j])
-                        T.tma_copy(gvec[gch - j, hv, 0:GV_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(gvec[gch - j, hv, 0:GV_TABLE_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
                         T.barrier_arrive(fullB[j])
 
                     for i in T.serial(nch):
@@ -363,7 +363,7 @@ def build(dtype: str, summary: bool = False):
                             T.tma_copy(dout[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, c0:c0 + DV], do_s[sb, :, :],
                                        barrier=fullB[sb])
                             T.tma_copy(L[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, 0:C], L_s[sb, :, :], barrier=fullB[sb])
-                            T.tma_copy(gvec[gch - i - 2, hv, 0:GV_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(gvec[gch - i - 2, hv, 0:GV_TABLE_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
                             T.barrier_arrive(fullB[sb])
                             if i >= 1:
                                 T.barrier_wait(emptyA[(i + 2) % NA], ((i - 1) // NA) % 2)

@@ -25,8 +25,10 @@ group's heads in one CTA measured slower, docs/perf-notes.md).
      belong to the next sequence); stats[chunk, hv] = (sum of g, max_i beta_i |k_i|^2).
   6. The chunk's gate vectors gvec[chunk, hv, row, token] (rows in common.py: GV_*), computed
      here once per chunk and value head so that the forward's prep warpgroup only multiplies:
-     the factors the forward applies to the rows and columns of its WY products and of P (see
+     the factors the forward applies to the rows and columns of P and of its outputs (see
      fused_fwd), and the plain factors the backward's reverse pass uses (bwd_dstates).
+  7. The forward's gated WY factors Au, Aw (GV_WY_*: the same table, viewed in the input dtype as
+     `wy`), formed from L's bf16 tile exactly as fused_fwd formed them itself before.
 
 The inverse is gate-free: the forward applies the gates as G * L with G_ts = exp(gc_t - gc_s)
 (for lower-triangular X, G * X = Gamma X Gamma^-1), so nothing here can overflow.
@@ -36,7 +38,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
-from common import GV_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
+from common import GV_ROWS, GV_WY_AU, GV_WY_AW, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 from common import GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK
 
 NAME = "chunk_prep"
@@ -69,10 +71,12 @@ def build(dtype: str, beta_dtype: str):
         L: T.Tensor((Ttot, HV, C), dtype),
         stats: T.Tensor((NC, HV, 2), "float32"),
         gvec: T.Tensor((NC, HV, GV_ROWS, C), "float32"),
+        wy: T.Tensor((NC, HV, 2 * GV_ROWS, C), dtype),   # gvec's memory, in the input dtype
         seq_len: T.int32,
         num_seqs: T.int32,
         use_l2norm: T.int32,
         scale: T.float32,
+        store_L: T.int32,     # 0: the forward's own call, which reads only stats and the table
     ):
         with T.Kernel(NC, HV, threads=128) as (chunk, hv):
             tx = T.get_thread_binding()
@@ -108,6 +112,7 @@ def build(dtype: str, beta_dtype: str):
             stat_s = T.alloc_shared((2, 2), acc)
             gc_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
+            fac_s = T.alloc_shared((3, C), acc)         # cu, cw, a_t: the WY factors' column / row scales
             col = T.alloc_local((16,), acc)
             a4 = T.alloc_local((4,), acc)
             b4 = T.alloc_local((4,), acc)
@@ -230,8 +235,11 @@ def build(dtype: str, beta_dtype: str):
                     gvec[chunk, hv, GV_DEC, lane] = T.if_then_else(
                         lane < nvalid, T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[lane] * red[3], 0.0)
                     gvec[chunk, hv, GV_OG, lane] = T.exp2(red[0] * LOG2E) * rq_s[lane] * scale
-                    gvec[chunk, hv, GV_CU, lane] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[lane]
-                    gvec[chunk, hv, GV_CW, lane] = -(T.exp2(red[1] * LOG2E) * b_s[lane] * rk_s[lane])
+                    fac_s[0, lane] = T.exp2((red[1] - red[0]) * LOG2E) * b_s[lane]
+                    fac_s[1, lane] = -(T.exp2(red[1] * LOG2E) * b_s[lane] * rk_s[lane])
+                    fac_s[2, lane] = red[2]
+                    gvec[chunk, hv, GV_CU, lane] = fac_s[0, lane]
+                    gvec[chunk, hv, GV_CW, lane] = fac_s[1, lane]
                     if fold_rows:
                         gvec[chunk, hv, GV_CP, lane] = rk_s[lane]
                     else:
@@ -300,12 +308,32 @@ def build(dtype: str, beta_dtype: str):
                 T.gemm(lab_s[1, :, :], y_s, y_f, clear_accum=True)
                 for i, j in T.Parallel(32, 32):
                     l_out[32 + i, j] = T.cast(-y_f[i, j], dtype)
-                for i, j in T.Parallel(C, C):
-                    if i < nvalid:
-                        L[t0 + i, hv, j] = l_out[i, j]
+                if store_L != 0:
+                    for i, j in T.Parallel(C, C):
+                        if i < nvalid:
+                            L[t0 + i, hv, j] = l_out[i, j]
                 if tx == 0:
                     stats[chunk, hv, 0] = stat_s[0, 0] + stat_s[0, 1]
                     stats[chunk, hv, 1] = T.max(stat_s[1, 0], stat_s[1, 1])
+                # 7. the forward's gated WY factors Au = (G * L) diag(cu), Aw = (G * L) diag(cw) from the
+                #    L tile above, with the products and roundings fused_fwd used to form them
+                #    itself: rank-1 chunks take G_ts = a_t b_s with b_s in cu / cw and a_t folded
+                #    into v~ (bf16) or applied to the rows (fp16); the others G per element. All 64
+                #    rows (this table is per chunk: rows past the sequence end are not shared).
+                if gc_s[C - 1] > -80.0:
+                    for i, j in T.Parallel(C, C):
+                        if fold_rows:
+                            wy[chunk, hv, 2 * GV_WY_AU + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[0, j], dtype)
+                            wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[1, j], dtype)
+                        else:
+                            wy[chunk, hv, 2 * GV_WY_AU + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[2, i] * fac_s[0, j], dtype)
+                            wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[2, i] * fac_s[1, j], dtype)
+                else:
+                    for i, j in T.Parallel(C, C):
+                        wy[chunk, hv, 2 * GV_WY_AU + i, j] = T.cast(
+                            T.cast(l_out[i, j], acc) * T.exp2(T.min(gc_s[i] - gc_s[j], 0.0) * LOG2E) * fac_s[0, j], dtype)
+                        wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(
+                            T.cast(l_out[i, j], acc) * T.exp2(T.min(gc_s[i] - gc_s[j], 0.0) * LOG2E) * fac_s[1, j], dtype)
 
     return chunk_prep
 

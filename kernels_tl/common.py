@@ -29,12 +29,13 @@ IO_VARIANTS = [
 
 
 # Rows of the per-(chunk, value head) gate-vector table written by chunk_prep and read by
-# fused_fwd (fp32, 64 tokens a row). For bf16 the row factor a_t is folded into the forward's
-# v~ = v_new / a_t; for fp16 it is applied to the rows of L and P instead (fp16's range).
+# fused_fwd (fp32, 64 tokens a row), followed by the forward's WY factors (GV_WY_*, below). For
+# bf16 the row factor a_t is folded into the forward's v~ = v_new / a_t; for fp16 it is applied
+# to the rows of Au, Aw and P instead (fp16's range).
 GV_DEC = 0    # state update column factor: exp(gc_last - gc_t) rk_t valid_t (* a_t, bf16)
 GV_OG = 1     # output row factor of the S Q^T term: exp(gc_t) rq_t scale
-GV_CU = 2     # column factor of u~ = Au V:  b_t beta_t
-GV_CW = 3     # column factor of -w~ = Aw K: -exp(r) beta_t rk_t  (rank-1) / -exp(gc_t) beta_t rk_t
+GV_CU = 2     # column factor cu of Au (chunk_prep folds it in):  b_t beta_t
+GV_CW = 3     # column factor cw of Aw: -exp(r) beta_t rk_t  (rank-1) / -exp(gc_t) beta_t rk_t
 GV_CP = 4     # column factor of P~: rk_t (bf16) / b_t rk_t (fp16)
 GV_RP = 5     # row factor of P~: a_t rq_t scale
 GV_RA = 6     # a_t = exp(gc_t - r), r = middle of the chunk's gc range (1 when it decays by > 80)
@@ -49,7 +50,16 @@ GV_BRK = 10   # beta_t rk_t
 GV_KF = 11    # exp(gc_last - gc_t) rk_t
 GV_RQS = 12   # rq_t scale
 GV_RK = 13    # rk_t
-GV_ROWS = 14
+GV_TABLE_ROWS = 14   # the fp32 factor rows above (bwd_dstates loads rows 0 .. 13)
+# The forward's gated WY factors, also per (chunk, value head), after the factor rows: Au = (G * L)
+# diag(cu) and Aw = (G * L) diag(cw), each [64 t][64 s] in the input dtype (G the gate ratios as
+# fused_fwd applies them: rank-1 a_t b_s folded into cu / cw, plus a_t on the rows for fp16, or per
+# element), so that the forward's prep warpgroup feeds them to its GEMMs straight from shared
+# memory. Kernels see this part through a second view of the same memory in the input dtype,
+# [chunks, HV, 2 * GV_ROWS, 64]: Au in its rows 2 * GV_WY_AU .. + 63, Aw in 2 * GV_WY_AW .. + 63.
+GV_WY_AU = 14   # first fp32 row of Au (32 fp32 rows = 64 rows of 64 two-byte values)
+GV_WY_AW = 46   # first fp32 row of Aw
+GV_ROWS = 78    # fp32 rows per (chunk, value head) in all: 19.5 KB
 
 
 # Exact CP correction: what cp_summary / bwd_cp_summary record per (segment, value head) in

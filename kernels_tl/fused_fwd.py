@@ -6,18 +6,23 @@ ptxas needs to pipeline wgmma: with 3 warpgroups it caps threads at 168 and seri
 wgmma, C7512). Per chunk c (64 tokens):
 
   inputs by TMA, issued by WG1 in two rings: A = q, k (3 deep; chunk c+2 refills once WG0 is
-  done with chunk c-1), B = v, L, gate vectors (2 deep, WG1 its only reader):
+  done with chunk c-1), B = v, Au, Aw, gate vectors (2 deep, WG1 its only reader):
       q, k [64,128] (the q/k head of the GVA group), v [64,64] (this CTA's half of V),
-      L [64,64] (chunk_prep's gate-free WY inverse, 128B-swizzled), gate vectors [9,64]
-      (chunk_prep's table: every per-token factor below, so this kernel never reads g or beta)
+      Au, Aw [64,64] (chunk_prep's gated WY factors (G * L) diag(cu), (G * L) diag(cw), kept
+      in the gate-vector table's last rows, read through the input-dtype view `wy`), gate
+      vectors [9,64] (chunk_prep's table: every per-token factor below, so this kernel never
+      reads g or beta)
 
   WG1 prep, one chunk ahead of WG0 (tensor cores, async wgmma, three GEMMs in flight):
-      Au = L diag(cu)    ->  u~  = Au V        wgmma RS m64n64k64   -> smem [t][c] (padded)
-      Aw = L diag(cw)    -> -w~  = Aw K        wgmma RS m64n128k64  -> smem [t][k]
+      u~  = Au V                               wgmma SS m64n64k64   -> smem [t][c] (padded, fp32)
+      -w~ = Aw K                               wgmma SS m64n128k64  -> smem [t][k]
       P~ = (Q K^T)[s<=t] diag(rp) . diag(cp)   wgmma SS m64n64k128  -> smem [t][s]
       (G_ts = exp(gc_t - gc_s) = a_t b_s: b_s sits in cu, cw, cp; for bf16 the row factor a_t
       is not applied at all - the state warpgroup works with v~ = v_new / a_t - and for fp16 it
-      is applied to the rows of L and P. Chunks decaying by more than 80 form G per element.)
+      is applied to the rows of Au, Aw and P. Chunks decaying by more than 80 form G per
+      element. Until 2026-11-23 this warpgroup formed Au, Aw itself from L: 1/3 of its
+      instructions, on the critical path - docs/perf-notes.md.)
+      u~ has one buffer: WG1 writes chunk c's once WG0 has read chunk c-1's (uempty).
 
   WG0 state (holds S^T [64 V cols x 128 K] fp32 in registers) - the recurrence:
       v~^T = u~^T + S^T (-w~)^T                    wgmma RS m64n64k128 (A = S^T, registers)
@@ -27,7 +32,8 @@ wgmma, C7512). Per chunk c (64 tokens):
 
 The critical path per chunk is WG0's two dependent GEMMs; everything that does not depend on
 the state runs one chunk ahead on WG1. In-kernel L2 norm of q/k is folded into the factors.
-Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, L, gate-table ring), pfull/pempty (prep -> state).
+Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, Au, Aw, gate-table ring), pfull/pempty (prep ->
+state), uempty (u~ read).
 A CP segment starts at its first chunk from seg_states (exact_cp: cp_summary + cp_combine made
 it) when it cannot warm up; the look-back test is the same in all three kernels.
 
@@ -44,7 +50,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
-from common import GV_ROWS, GV_FWD_ROWS, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
+from common import GV_ROWS, GV_FWD_ROWS, GV_WY_AU, GV_WY_AW, GV_DEC, GV_OG, GV_CP, GV_RP, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
 DTYPES = ("bfloat16", "float16")
@@ -90,7 +96,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
     fold_rows = dtype == "bfloat16"
 
     @T.macro
-    def state_pass(q, k, v, L, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
+    def state_pass(q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
                    summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states,
                    cp_log_tol, exact_cp):
         with T.Kernel((4 if summary else 2) * num_segs, HV, threads=256) as (bx, hv):
@@ -168,11 +174,14 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                 q_s = T.alloc_shared((NA, C, D), dtype)
             k_s = T.alloc_shared((NA, C, D), dtype)
             v_s = T.alloc_shared((NB, C, DV), dtype)
-            L_s = T.alloc_shared((NB, C, C), dtype)
+            au_s = T.alloc_shared((NB, C, C), dtype)    # chunk_prep's gated WY factors Au, Aw
+            aw_s = T.alloc_shared((NB, C, C), dtype)
             tab_s = T.alloc_shared((NB, GV_FWD_ROWS, C), acc)   # the forward's rows only
             # u~ stays fp32: v~ = u~ - w~ S can cancel, and a bf16 u~ would cost ~20% of the state's
-            # accuracy; rows padded so the [t][c] writes and the (c, t) reads are conflict-free
-            u_s = T.alloc_shared((2, C, DV + 4), acc)
+            # accuracy; rows padded so the [t][c] writes and the (c, t) reads are conflict-free.
+            # One buffer (shared memory is full): prep writes chunk i's once the state warpgroup
+            # has read chunk i - 1's (uempty), which it does first thing in its chunk.
+            u_s = T.alloc_shared((C, DV + 4), acc)
             w_s = T.alloc_shared((2, C, D), dtype)      # -w~   [t][k]
             if not summary:
                 p_s = T.alloc_shared((2, C, C), dtype)  # P~    [t][s]
@@ -182,10 +191,8 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
             egl_s = T.alloc_shared((2, 1), acc)
             if not summary:
                 o_s = T.alloc_shared((C, DV), dtype)
-            # A-fragment reads of L are conflict-free only with the 128-byte swizzle (TMA writes it)
-            T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
-
             fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
+            uempty = T.alloc_barrier(arrive_count=[128])
             if summary:
                 runs = ix[4] != 0
             else:
@@ -247,7 +254,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         # (and the factor loads) overlap it instead of preceding it
                         T.wgmma_gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True, clear_accum=True)
                         for c, t in T.Parallel(DV, C):
-                            ut[c, t] = u_s[st, t, c]
+                            ut[c, t] = u_s[t, c]
                         T.copy(dec_s[st, :], dec_f)
                         if not summary:
                             T.copy(og_s[st, :], og_f)
@@ -255,6 +262,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         T.wait_wgmma(0)
                         for c, t in T.Parallel(DV, C):
                             vacc[c, t] = vacc[c, t] + ut[c, t]
+                        T.barrier_arrive(uempty[0])
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 2, t_start)
@@ -317,19 +325,13 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
 
                 else:
                     # ------- WG1: prep (one chunk ahead of WG0): WY products u~, -w~ and P~ -------
-                    Lb = T.alloc_fragment((C, C), dtype)    # L
-                    Au = T.alloc_fragment((C, C), dtype)
-                    Aw = T.alloc_fragment((C, C), dtype)
                     uacc = T.alloc_fragment((C, DV), acc)
                     wacc = T.alloc_fragment((C, D), acc)
                     if not summary:
                         pacc = T.alloc_fragment((C, C), acc)
-                    cu_f = T.alloc_fragment((C,), acc)      # per-column factors, held in registers
-                    cw_f = T.alloc_fragment((C,), acc)
                     if not summary:
-                        cp_f = T.alloc_fragment((C,), acc)
-                        rp_f = T.alloc_fragment((C,), acc)  # per-row factors
-                    ra_f = T.alloc_fragment((C,), acc)
+                        cp_f = T.alloc_fragment((C,), acc)  # P~'s column and row factors
+                        rp_f = T.alloc_fragment((C,), acc)
                     gr_f = T.alloc_fragment((C,), acc)
                     gcol_f = T.alloc_fragment((C,), acc)
 
@@ -339,7 +341,8 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
                         T.barrier_arrive(fullA[j])
                         T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=fullB[j])
-                        T.tma_copy(L[tok0 + j * C:tok0 + j * C + C, hv, 0:C], L_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[j, :, :], barrier=fullB[j])
                         T.tma_copy(gvec[gch0 + j, hv, 0:GV_FWD_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
                         T.barrier_arrive(fullB[j])
 
@@ -356,44 +359,17 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         T.barrier_wait(fullB[sb], pb)
                         T.barrier_wait(fullA[sa], pa)
                         rank1 = tab_s[sb, GV_MISC, 1] > 0.5
-                        if summary:
-                            # M's blocks: u = 0 (T_c acts on S as the update does with v = 0)
-                            for s_ in T.Parallel(C):
-                                cu_f[s_] = tab_s[sb, GV_CU, s_] * T.if_then_else(is_m != 0, 0.0, 1.0)
-                        else:
-                            T.copy(tab_s[sb, GV_CU, :], cu_f)
-                        T.copy(tab_s[sb, GV_CW, :], cw_f)
-                        T.copy(L_s[sb, :, :], Lb)
+                        if not summary:
+                            if not rank1:
+                                T.copy(tab_s[sb, GV_GC, :], gr_f)
+                                T.copy(tab_s[sb, GV_GC, :], gcol_f)
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 17, t_start)
-                        if rank1:
-                            # L is exactly lower triangular (unit diagonal): no mask needed
-                            if fold_rows:
-                                for t, s in T.Parallel(C, C):
-                                    Au[t, s] = T.cast(Lb[t, s], acc) * cu_f[s]
-                            else:
-                                T.copy(tab_s[sb, GV_RA, :], ra_f)
-                                for t, s in T.Parallel(C, C):
-                                    Au[t, s] = T.cast(Lb[t, s], acc) * ra_f[t] * cu_f[s]
-                        else:
-                            T.copy(tab_s[sb, GV_GC, :], gr_f)
-                            T.copy(tab_s[sb, GV_GC, :], gcol_f)
-                            for t, s in T.Parallel(C, C):
-                                Au[t, s] = T.cast(Lb[t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * cu_f[s]
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
-                        T.wgmma_gemm(Au, v_s[sb, :, :], uacc, clear_accum=True)
-                        if rank1:
-                            if fold_rows:
-                                for t, s in T.Parallel(C, C):
-                                    Aw[t, s] = T.cast(Lb[t, s], acc) * cw_f[s]
-                            else:
-                                for t, s in T.Parallel(C, C):
-                                    Aw[t, s] = T.cast(Lb[t, s], acc) * ra_f[t] * cw_f[s]
-                        else:
-                            for t, s in T.Parallel(C, C):
-                                Aw[t, s] = T.cast(Lb[t, s], acc) * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * cw_f[s]
-                        T.wgmma_gemm(Aw, k_s[sa, :, :], wacc, clear_accum=True)
+                        # u~ = Au V, -w~ = Aw K straight from chunk_prep's tiles (shared memory)
+                        T.wgmma_gemm(au_s[sb, :, :], v_s[sb, :, :], uacc, clear_accum=True)
+                        T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
                         if not summary:
                             T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
                             T.copy(tab_s[sb, GV_CP, :], cp_f)
@@ -402,7 +378,12 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 18, t_start)
                         T.wait_wgmma(1 if summary else 2)
-                        T.copy(uacc, u_s[st, :, 0:DV])
+                        if summary:
+                            if is_m != 0:
+                                T.clear(uacc)               # M's blocks: u = 0 (T_c acts on S as the update does with v = 0)
+                        if i >= 1:
+                            T.barrier_wait(uempty[0], (i - 1) % 2)
+                        T.copy(uacc, u_s[:, 0:DV])
                         T.wait_wgmma(0 if summary else 1)
                         T.copy(wacc, w_s[st, :, :])
                         if not summary:
@@ -436,7 +417,8 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         if i + 2 < nch:
                             T.barrier_wait(emptyB[sb], pb)
                             T.tma_copy(v[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hv, c0:c0 + DV], v_s[sb, :, :], barrier=fullB[sb])
-                            T.tma_copy(L[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hv, 0:C], L_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(wy[gch0 + i + 2, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(wy[gch0 + i + 2, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[sb, :, :], barrier=fullB[sb])
                             T.tma_copy(gvec[gch0 + i + 2, hv, 0:GV_FWD_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
                             T.barrier_arrive(fullB[sb])
                             if i >= 1:
@@ -454,7 +436,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
         def cp_summary(
             k: T.Tensor((Ttot, H, D), dtype),
             v: T.Tensor((Ttot, HV, D), dtype),
-            L: T.Tensor((Ttot, HV, C), dtype),
+            wy: T.Tensor((NCG, HV, 2 * GV_ROWS, C), dtype),      # gvec's memory, in the input dtype
             gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
             stats: T.Tensor((NCG, HV, 2), "float32"),
             h0: T.Tensor((NST, HV, D, D), "float32"),
@@ -470,7 +452,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
             has_h0: T.int32,
             cp_log_tol: T.float32,
         ):
-            state_pass(None, k, v, L, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, None, None, None, None,
+            state_pass(None, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, None, None, None, None,
                        summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, None, None, cp_log_tol, None)
 
         return cp_summary
@@ -480,7 +462,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
         q: T.Tensor((Ttot, H, D), dtype),
         k: T.Tensor((Ttot, H, D), dtype),
         v: T.Tensor((Ttot, HV, D), dtype),
-        L: T.Tensor((Ttot, HV, C), dtype),
+        wy: T.Tensor((NCG, HV, 2 * GV_ROWS, C), dtype),      # gvec's memory, in the input dtype
         gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
         stats: T.Tensor((NCG, HV, 2), "float32"),
         h0: T.Tensor((NST, HV, D, D), "float32"),
@@ -503,7 +485,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
         # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
-        state_pass(q, k, v, L, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
+        state_pass(q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
                    None, None, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states,
                    cp_log_tol, exact_cp)
 

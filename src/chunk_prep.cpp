@@ -8,7 +8,8 @@ namespace flashgdn {
 namespace {
 
 using PrepLaunch = int (*)(void* k, void* beta, void* g, void* cu_seqlens, void* chunk_offsets, void* q, void* L,
-                           void* stats, void* gvec, int seq_len, int num_seqs, int use_l2norm, float scale, int Ttot,
+                           void* stats, void* gvec, void* wy, int seq_len, int num_seqs, int use_l2norm, float scale,
+                           int store_L, int Ttot,
                            int H, int HV, int NS1, int NC, cudaStream_t stream);
 struct PrepKernel {
   PrepLaunch launch;
@@ -41,9 +42,11 @@ fgdn_status run_chunk_prep(int variant, const fgdn_seqs& s, int H, int HV, int u
   // q is read only with the in-kernel L2 norm; k stands in for it otherwise (never read)
   void* qp = const_cast<void*>(use_l2norm && q ? q : k);
   int rc = kern.launch(const_cast<void*>(k), const_cast<void*>(beta), const_cast<float*>(g),
-                       const_cast<int32_t*>(s.cu_seqlens), const_cast<int32_t*>(s.chunk_offsets), qp, L, stats, gvec,
+                       const_cast<int32_t*>(s.cu_seqlens), const_cast<int32_t*>(s.chunk_offsets), qp,
+                       /*L=*/L ? L : static_cast<void*>(gvec), stats, gvec,
+                       /*wy=*/gvec,
                        /*seq_len=*/s.seq_len, /*num_seqs=*/s.num_seqs, /*use_l2norm=*/use_l2norm ? 1 : 0,
-                       /*scale=*/scale, /*Ttot=*/s.total_tokens, /*H=*/H, /*HV=*/HV, /*NS1=*/s.num_seqs + 1,
+                       /*scale=*/scale, /*store_L=*/L != nullptr, /*Ttot=*/s.total_tokens, /*H=*/H, /*HV=*/HV, /*NS1=*/s.num_seqs + 1,
                        /*NC=*/s.num_chunks, stream);
   return launch_result(rc, kern.name, rc ? kern.last_error() : nullptr);
 }

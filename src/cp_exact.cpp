@@ -12,7 +12,7 @@
 namespace flashgdn {
 namespace {
 
-using SummaryLaunch = int (*)(void* k, void* v, void* L, void* gvec, void* stats, void* h0, void* cu_seqlens,
+using SummaryLaunch = int (*)(void* k, void* v, void* wy, void* gvec, void* stats, void* h0, void* cu_seqlens,
                               void* chunk_offsets, void* seg_offsets, void* summ, void* kinds, int seq_len,
                               int num_seqs, int seg_chunks, int num_segs, int has_h0, float cp_log_tol, int Ttot,
                               int H, int HV, int NCG, int NST, int NS1, int NSEG, cudaStream_t stream);
@@ -60,7 +60,7 @@ fgdn_status run_cp_exact(const FusedFwdLaunch& a, float* summ, int32_t* kinds, f
   const SummaryKernel& kern = kSummary[a.variant >= 2 ? 1 : 0];
   const int ncg = a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1;
   const void* any = a.gate_vectors;   // for pointers read in some modes only (varlen, h0)
-  int rc = kern.launch(const_cast<void*>(a.k), const_cast<void*>(a.v), const_cast<void*>(a.L),
+  int rc = kern.launch(const_cast<void*>(a.k), const_cast<void*>(a.v), const_cast<float*>(a.gate_vectors),
                        const_cast<float*>(a.gate_vectors), const_cast<float*>(a.chunk_stats), or_valid(a.h0, any),
                        or_valid(a.seqs.cu_seqlens, any), or_valid(a.seqs.chunk_offsets, any),
                        or_valid(a.seg_offsets, any), summ, kinds,

@@ -10,7 +10,7 @@
 namespace flashgdn {
 namespace {
 
-using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* L, void* gvec, void* stats, void* h0, void* cu_seqlens,
+using FwdLaunchFn = int (*)(void* q, void* k, void* v, void* wy, void* gvec, void* stats, void* h0, void* cu_seqlens,
                             void* chunk_offsets, void* seg_offsets, void* o, void* ht, void* hsT,
                             void* seg_states, int seq_len, int num_seqs, int seg_chunks, int num_segs, int has_h0,
                             int store_final, int store_states, float cp_log_tol, int exact_cp, int Ttot, int H,
@@ -39,7 +39,7 @@ size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
 struct Plan {
   CpSplit cp;           // the CP split; its exact-correction scratch starts at cp_off
   int num_chunks = 0;   // chunk grid (exact for uniform lengths, an upper bound for varlen)
-  size_t L_off = 0, stats_off = 0, gvec_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, cp_off = 0, bytes = 0;
+  size_t stats_off = 0, gvec_off = 0, chunk_offsets_off = 0, seg_offsets_off = 0, cp_off = 0, bytes = 0;
 };
 
 Plan make_plan(const fgdn_forward_args& a) {
@@ -48,11 +48,9 @@ Plan make_plan(const fgdn_forward_args& a) {
   const long long N = s.num_seqs;
   p.cp = plan_cp_split(s, a.cp_segment_chunks, a.num_v_heads, a.cp_restart_only != 0);
   p.num_chunks = (int)(s.seq_len > 0 ? N * ((s.seq_len + 63) / 64) : (long long)s.total_tokens / 64 + N);
-  const size_t elem = 2;  // bf16 / fp16
   size_t off = 0;
-  if (!a.prep_L) {   // chunk_prep's outputs live here unless the caller supplies them
-    p.L_off = off;
-    off = align_up(off + (size_t)s.total_tokens * a.num_v_heads * 64 * elem);
+  if (!a.prep_L) {   // chunk_prep's outputs live here unless the caller supplies them (no L: the
+                     // forward reads the gated WY factors in the gate-vector table instead)
     p.stats_off = off;
     off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
     p.gvec_off = off;   // FGDN_GATE_VECTOR_ROWS rows of 64 fp32 per chunk and value head
@@ -100,7 +98,9 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   const FwdKernel& kern = kFwd[a.chunk_states_t != nullptr][a.variant >= 2 ? 1 : 0];
   const int nst = a.seqs.num_seqs;
   int rc = kern.launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.v),
-                       const_cast<void*>(a.L), const_cast<float*>(a.gate_vectors),
+                       // wy: the gated WY factor tiles at the end of the gate-vector table (the
+                       // kernel views that memory in the input dtype)
+                       const_cast<float*>(a.gate_vectors), const_cast<float*>(a.gate_vectors),
                        const_cast<float*>(a.chunk_stats), const_cast<float*>(a.h0),
                        const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
                        const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
@@ -164,16 +164,13 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
     // pass a valid address anyway
     seqs.chunk_offsets = reinterpret_cast<const int32_t*>(ws);
   }
-  const void* L = a->prep_L;
   const float* stats = a->prep_chunk_stats;
   const float* gvec = a->prep_gate_vectors;
-  if (!L) {
-    void* L_ws = ws + plan.L_off;
+  if (!a->prep_L) {
     float* stats_ws = reinterpret_cast<float*>(ws + plan.stats_off);
     float* gvec_ws = reinterpret_cast<float*>(ws + plan.gvec_off);
     FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
-                            a->beta, a->g, L_ws, stats_ws, gvec_ws, stream));
-    L = L_ws;
+                            a->beta, a->g, /*L=*/nullptr, stats_ws, gvec_ws, stream));
     stats = stats_ws;
     gvec = gvec_ws;
   }
@@ -188,7 +185,6 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   f.q = a->q;
   f.k = a->k;
   f.v = a->v;
-  f.L = L;
   f.gate_vectors = gvec;
   f.chunk_stats = stats;
   // ln(0) = -inf: no warm-up passes the test, so tolerance 0 means every split segment is exact

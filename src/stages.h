@@ -13,7 +13,7 @@ fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int3
 
 fgdn_status run_chunk_prep(int variant, const fgdn_seqs& seqs, int num_qk_heads, int num_v_heads, int use_l2norm,
                            float scale, const void* q, const void* k, const void* beta, const float* g, void* L,
-                           float* stats, float* gate_vectors, cudaStream_t stream);
+                           float* stats, float* gate_vectors, cudaStream_t stream);   // L may be NULL: not stored
 
 // The intra-card CP split of a call, planned once for the forward and the reverse pass alike:
 // chunks per CTA item, the number of items per (value head, V half) (exact for uniform lengths,
@@ -34,7 +34,7 @@ struct FusedFwdLaunch {
   int seg_chunks;          // chunks per CTA item (>= 1)
   int num_segs;            // grid: CTAs per (head, V half), an upper bound
   int num_qk_heads, num_v_heads;
-  const void *q, *k, *v, *L;
+  const void *q, *k, *v;
   const float* gate_vectors;
   const float* chunk_stats;   // chunk_prep's (sum g, max beta |k|^2) per chunk: the CP warm-up test
   float cp_log_tol;

@@ -83,6 +83,27 @@ def test_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32):
         assert rel_err(gvec[:n_chunks, :, 11], (gc[:, :, 63:] - gc).exp() * valid) < 1e-5
         assert torch.equal(gvec[:n_chunks, :, 13], valid.expand_as(gvec[:n_chunks, :, 13]))
         assert (gvec[:n_chunks, :, 10] * (1 - valid) == 0).all()
+    # the forward's gated WY factors (rows GV_WY_AU / GV_WY_AW onward, in the input dtype): Au =
+    # (G * L) diag(cu), Aw = (G * L) diag(cw), checked on the valid rows against L and the table
+    wy = gvec[:n_chunks].view(dtype).reshape(n_chunks, HV, 2 * ops.GATE_VECTOR_ROWS, 64).double()
+    Lc = torch.zeros(n_chunks, HV, 64, 64, dtype=torch.float64, device="cuda")
+    seq_starts = [b * T for b in range(B)] if lens is None else [int(c) for c in cu_from_lens(lens)[:-1]]
+    Lflat = L.reshape(-1, HV, 64).double()
+    c = 0
+    for start, n in zip(seq_starts, seq_lens):
+        for cc in range((n + 63) // 64):
+            m = min(64, n - 64 * cc)
+            Lc[c, :, :m] = Lflat[start + 64 * cc:start + 64 * cc + m].transpose(0, 1)
+            c += 1
+    rank1 = gvec[:n_chunks, :, 8, 1:2].double() > 0.5                       # [chunks, HV, 1]
+    G = torch.where(rank1[..., None], 1.0, (gc[..., :, None] - gc[..., None, :]).clamp(max=0).exp())
+    if dtype == torch.float16:
+        G = torch.where(rank1[..., None], gvec[:n_chunks, :, 6, :, None].double().expand_as(G), G)
+    vmask = valid[:, :, :, None]                                             # valid rows t
+    for row, col in ((14, 2), (46, 3)):                                      # (GV_WY_AU, GV_CU), (GV_WY_AW, GV_CW)
+        want = Lc * G * gvec[:n_chunks, :, col, None, :].double()
+        got = wy[:, :, 2 * row:2 * row + 64]
+        assert rel_err(got * vmask, want * vmask) < 1e-2, (row, rel_err(got * vmask, want * vmask))
 
 
 def test_chunk_prep_misaligned_k():

@@ -13,7 +13,7 @@ from ._layout import seq_layout
 
 # Rows of chunk_prep's gate-vector table: FGDN_GATE_VECTOR_ROWS in flashgdn.h, GV_ROWS in
 # kernels_tl/common.py (tests/test_package.py checks the three agree).
-GATE_VECTOR_ROWS = 14
+GATE_VECTOR_ROWS = 78
 
 
 def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens: torch.Tensor | None = None,
@@ -29,8 +29,8 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
     sequence's first token); stats ``[num_chunks, HV, 2]`` fp32 = (sum of g over the chunk,
     max of beta_t |k_t|^2) with chunks numbered sequence by sequence (rows past the number
     of real chunks are unspecified); gate vectors ``[num_chunks, HV, GATE_VECTOR_ROWS, 64]`` fp32 (the fused
-    forward's per-token factors, rows as in kernels_tl/common.py GV_*; q is needed with
-    ``use_qk_l2norm``). ``out`` supplies the three buffers (tests poison them); ``layout`` a
+    forward's per-token factors, then its gated WY factor tiles in k's dtype stored in the fp32 rows'
+    bytes; rows as in kernels_tl/common.py GV_*; q is needed with ``use_qk_l2norm``). ``out`` supplies the three buffers (tests poison them); ``layout`` a
     ``_layout.seq_layout`` of the same (B, T, cu_seqlens) already built by the caller.
     """
     _native.require_gpu(k.device)

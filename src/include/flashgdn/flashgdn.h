@@ -81,14 +81,16 @@ typedef struct fgdn_seqs {
  * written to `L` [total_tokens, num_v_heads, 64] in `dtype` (row t holds the row of the
  * chunk's matrix for token t); `chunk_stats` [num_chunks, num_v_heads, 2] fp32:
  * (sum of g over the chunk, max over its tokens of beta_t * |k_t|^2); and `gate_vectors`
- * [num_chunks, num_v_heads, FGDN_GATE_VECTOR_ROWS, 64] fp32, the per-token gate/normalisation
- * factors the fused forward and the backward's reverse pass apply (layout: kernels_tl/common.py
- * GV_*; their input, not a stable API).
+ * [num_chunks, num_v_heads, FGDN_GATE_VECTOR_ROWS, 64] fp32 (19.5 KB per chunk and value head),
+ * the per-token gate/normalisation factors the fused forward and the backward's reverse pass
+ * apply, followed by the forward's gated WY factor tiles (two 64x64 tiles in `dtype`, stored in
+ * the fp32 rows' bytes) (layout: kernels_tl/common.py GV_*; their input, not a stable API).
+ * `gate_vectors` must be 16-byte aligned (the forward reads it with TMA).
  * Chunks are numbered sequence by sequence. `q` is read only with use_qk_l2norm (may be NULL
  * otherwise); `scale` is the attention scale folded into the factors. `k` must be 16-byte
  * aligned (read with TMA).
  */
-#define FGDN_GATE_VECTOR_ROWS 14   /* == kernels_tl/common.py GV_ROWS */
+#define FGDN_GATE_VECTOR_ROWS 78   /* == kernels_tl/common.py GV_ROWS */
 
 typedef struct fgdn_chunk_prep_args {
   fgdn_dtype dtype;       /* of k and L */
@@ -152,7 +154,9 @@ typedef struct fgdn_forward_args {
   /* NULL, or all three: fgdn_chunk_prep's outputs for these very inputs (k, beta in fp32 or
      beta_dtype, g, q, scale, use_qk_l2norm; stats / gate vectors with the row count above).
      The forward then skips its own chunk_prep and its workspace shrinks by their size - the
-     backward, which needs them anyway, makes them once. */
+     backward, which needs them anyway, makes them once. The forward reads only the stats and
+     the gate-vector table (whose last rows hold its gated WY factors); prep_L marks the three as
+     given and is not read. */
   const void* prep_L;
   const float* prep_chunk_stats;
   const float* prep_gate_vectors;

@@ -65,6 +65,8 @@ extern "C" fgdn_status fgdn_chunk_prep(const fgdn_chunk_prep_args* a, cudaStream
                "k, beta, g, L, chunk_stats and gate_vectors must be non-NULL");
   FGDN_REQUIRE(!a->use_qk_l2norm || a->q, "q must be non-NULL with use_qk_l2norm");
   FGDN_REQUIRE(aligned16(a->k), "k must be 16-byte aligned (the kernel reads it with TMA)");
+  FGDN_REQUIRE(aligned16(a->gate_vectors),
+               "gate_vectors must be 16-byte aligned (vector stores here; the forward reads it with TMA)");
   FGDN_TRY(check_current_device());
   return run_chunk_prep(variant, a->seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
                         a->beta, a->g, a->L, a->chunk_stats, a->gate_vectors, stream);

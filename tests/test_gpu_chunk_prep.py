@@ -117,6 +117,11 @@ def test_chunk_prep_misaligned_k():
     L_b, stats_b, _ = ops.chunk_prep(k_odd, x["beta"], x["g"])
     torch.cuda.synchronize()
     assert torch.equal(L_a, L_b) and torch.equal(stats_a, stats_b)
+    # the gate-vector table too (vector stores; the forward reads it with TMA)
+    rows = ops.GATE_VECTOR_ROWS
+    g_odd = torch.empty(1 + 3 * 2 * rows * 64, dtype=torch.float32, device="cuda")[1:].view(3, 2, rows, 64)
+    with pytest.raises(ValueError, match="16-byte aligned"):
+        ops.chunk_prep(k, x["beta"], x["g"], out=(L_a.clone(), stats_a.clone(), g_odd))
     with pytest.raises(ValueError, match="k must be 16-byte aligned"):
         _native.ext().chunk_prep(0, 0, 130, 1, 130, 0, 0, 3, 1, 2, False, 1.0, 0, k_odd.data_ptr(),
                                  x["beta"].data_ptr(), x["g"].data_ptr(), L_a.data_ptr(), stats_a.data_ptr(),

@@ -53,12 +53,15 @@ def chunk_prep(k: torch.Tensor, beta: torch.Tensor, g: torch.Tensor, cu_seqlens:
         gvec = torch.empty(nc, HV, GATE_VECTOR_ROWS, 64, dtype=torch.float32, device=k.device)
     else:
         L, stats, gvec = out
-        if gvec.shape[0] < lay.num_chunks or gvec.shape[1:] != (HV, GATE_VECTOR_ROWS, 64) or gvec.dtype != torch.float32:
-            raise ValueError(f"out[2] must be float32 [>= {lay.num_chunks}, {HV}, {GATE_VECTOR_ROWS}, 64]")
+        if (gvec.shape[0] < lay.num_chunks or gvec.shape[1:] != (HV, GATE_VECTOR_ROWS, 64)
+                or gvec.dtype != torch.float32 or not gvec.is_contiguous() or gvec.data_ptr() % 16):
+            raise ValueError(f"out[2] must be a contiguous, 16-byte aligned float32 tensor "
+                             f"[>= {lay.num_chunks}, {HV}, {GATE_VECTOR_ROWS}, 64]")
         if L.shape != (B, T, HV, 64) or L.dtype != k.dtype or not L.is_contiguous():
             raise ValueError(f"out[0] must be a contiguous {k.dtype} tensor of shape {(B, T, HV, 64)}")
-        if stats.shape[0] < lay.num_chunks or stats.shape[1:] != (HV, 2) or stats.dtype != torch.float32:
-            raise ValueError(f"out[1] must be float32 [>= {lay.num_chunks}, {HV}, 2]")
+        if (stats.shape[0] < lay.num_chunks or stats.shape[1:] != (HV, 2) or stats.dtype != torch.float32
+                or not stats.is_contiguous()):
+            raise ValueError(f"out[1] must be a contiguous float32 tensor [>= {lay.num_chunks}, {HV}, 2]")
     cu, co = lay.pointers()
     with torch.cuda.device(k.device):
         _native.ext().chunk_prep(

@@ -82,6 +82,23 @@ def test_backward_matches_reference(B, T, H, HV, lens, h0, with_dht, l2, dtype, 
         assert e <= TOL[name], (name, e)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_backward_steep_gates(dtype):
+    """Every other value head decays by ~150 per chunk: the forward's WY factors and the reverse
+    pass form those heads' gate ratios per element (rank-1 limit: 80 per chunk)."""
+    x = make_inputs(2, 300, 2, 8, dtype=dtype, device="cuda", gates="decay")
+    x["g"][..., ::2] *= 3.0
+    do = torch.randn(2, 300, 8, 128, device="cuda").to(dtype)
+    dht = torch.randn(2, 8, 128, 128, device="cuda")
+    got = _grads(flashgdn.chunk_gated_delta_rule, x, do, dht, False)
+    ref = _grads(lambda *a, **k: R.chunked(*a, **k, dtype=torch.float64), x, do, dht, False)
+    torch.cuda.synchronize()
+    errs = {name: rel_err(a, b) for name, a, b in zip(NAMES, got, ref)}
+    print("steep " + " ".join(f"{n} {e:.2e}" for n, e in errs.items()))
+    for name, e in errs.items():
+        assert e <= TOL[name], (name, e)
+
+
 @pytest.mark.parametrize("lens,cp", [(None, "auto"), ([1, 0, 130, 64, 0], "auto"), ([300, 0, 1, 700], 3),
                                      (None, 2)])
 def test_backward_stages_match_reference(lens, cp):

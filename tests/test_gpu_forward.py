@@ -67,6 +67,24 @@ def test_forward_matches_reference(B, T, H, HV, lens, h0, l2, dtype, gates, beta
     assert es <= 5e-3, es
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_forward_steep_gates(dtype):
+    """Every other value head decays by ~150 per chunk: chunk_prep forms the gate ratios of those
+    heads' WY factors per element instead of as rank-1 factors (limit: 80 per chunk)."""
+    x = make_inputs(2, 1000, 2, 8, dtype=dtype, device="cuda", gates="decay")
+    x["g"][..., ::2] *= 3.0
+    args = (x["q"], x["k"], x["v"], x["g"], x["beta"])
+    kw = dict(initial_state=x["initial_state"], output_final_state=True)
+    poison_cuda_allocator((x["v"].shape, dtype), ((2, 8, 128, 128), torch.float32))
+    o, ht = flashgdn.chunk_gated_delta_rule(*args, **kw)
+    o_ref, ht_ref = R.chunked(*args, **kw, dtype=torch.float64)
+    torch.cuda.synchronize()
+    assert torch.isfinite(o).all() and torch.isfinite(ht).all()
+    eo, es = rel_err(o, o_ref), rel_err(ht, ht_ref)
+    print(f"steep o {eo:.2e} state {es:.2e}")
+    assert eo <= 5e-3 and es <= 5e-3, (eo, es)
+
+
 # Intra-card context parallelism: forced splits and auto, against the reference and against
 # the unsplit run. Segments that warm up (decaying gates) follow the unsplit run's trajectory:
 # CP on vs off agree to <= 1e-3. Segments that take the exact correction (non-decaying heads in

@@ -30,8 +30,10 @@ wgmma, C7512). Per chunk c (64 tokens):
       o^T  = diag(og) (S_old^T Q^T) + v~^T P~^T      wgmma RS m64n64k128, m64n64k64 / back to back
       o -> smem -> TMA store (waited for one chunk later); masked stores for a partial chunk.
 
-The critical path per chunk is WG0's two dependent GEMMs; everything that does not depend on
-the state runs one chunk ahead on WG1. In-kernel L2 norm of q/k is folded into the factors.
+The recurrence is WG0's two dependent GEMMs; everything that does not depend on the state runs
+one chunk ahead on WG1. The two are now about balanced (ncu at (1,8k,16,64): WG1 ~690
+instructions a chunk and warp, WG0 ~560; each waits on the other 15-22% of its time), so a chunk
+costs more than either's own work. In-kernel L2 norm of q/k is folded into the factors.
 Barriers: fullA/emptyA (q, k ring), fullB/emptyB (v, Au, Aw, gate-table ring), pfull/pempty (prep ->
 state), uempty (u~ read).
 A CP segment starts at its first chunk from seg_states (exact_cp: cp_summary + cp_combine made

@@ -56,11 +56,10 @@ fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
 // The reverse pass's workspace: the exact CP correction's scratch (at 0), then, for varlen calls
 // that pass no seg_offsets, the per-sequence offsets seq_plan makes (at *offsets_off).
 size_t dstates_workspace(const fgdn_backward_dstates_args& a, const CpSplit& cp, size_t* offsets_off) {
-  auto align = [](size_t x) { return (x + 255) / 256 * 256; };
   size_t bytes = cp.bytes;
-  *offsets_off = align(bytes);
+  *offsets_off = align256(bytes);
   if (a.seqs.seq_len == 0 && a.seg_offsets == nullptr)
-    bytes = *offsets_off + 2 * align((size_t)(a.seqs.num_seqs + 1) * sizeof(int32_t));
+    bytes = *offsets_off + 2 * align256((size_t)(a.seqs.num_seqs + 1) * sizeof(int32_t));
   return bytes;
 }
 
@@ -119,7 +118,7 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   const int32_t* seg_offsets = a->seg_offsets;
   if (s.seq_len == 0 && seg_offsets == nullptr) {   // the same kernel fgdn_forward plans varlen with
     int32_t* chunk_offsets = reinterpret_cast<int32_t*>(static_cast<char*>(a->workspace) + offsets_off);
-    int32_t* segs = chunk_offsets + (s.num_seqs + 1 + 63) / 64 * 64;
+    int32_t* segs = chunk_offsets + align256((size_t)(s.num_seqs + 1) * sizeof(int32_t)) / sizeof(int32_t);
     FGDN_TRY(run_seq_plan(s.cu_seqlens, chunk_offsets, segs, s.num_seqs, seg_chunks, stream));
     seg_offsets = segs;
   }

@@ -27,8 +27,6 @@ const SummaryKernel kSummary[2] = {
     {fgdn_cp_summary_fp16_bfp32_launch, fgdn_cp_summary_fp16_bfp32_last_error, "cp_summary fp16"},
 };
 
-size_t align256(size_t x) { return (x + 255) / 256 * 256; }
-
 }  // namespace
 
 CpSplit plan_cp_split(const fgdn_seqs& s, int cp_segment_chunks, int num_v_heads, bool restart_only) {

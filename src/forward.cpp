@@ -31,10 +31,6 @@ const FwdKernel kFwd[2][2] = {
      {fgdn_fused_fwd_states_fp16_bfp32_launch, fgdn_fused_fwd_states_fp16_bfp32_last_error, "fused_fwd_states fp16"}},
 };
 
-constexpr size_t kAlign = 256;
-
-size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
-
 // Where each scratch array lives in the caller's workspace, and the launch bounds.
 struct Plan {
   CpSplit cp;           // the CP split; its exact-correction scratch starts at cp_off
@@ -52,16 +48,16 @@ Plan make_plan(const fgdn_forward_args& a) {
   if (!a.prep_L) {   // chunk_prep's outputs live here unless the caller supplies them (no L: the
                      // forward reads the gated WY factors in the gate-vector table instead)
     p.stats_off = off;
-    off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
+    off = align256(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * 2 * sizeof(float));
     p.gvec_off = off;   // FGDN_GATE_VECTOR_ROWS rows of 64 fp32 per chunk and value head
-    off = align_up(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * FGDN_GATE_VECTOR_ROWS *
+    off = align256(off + (size_t)(p.num_chunks > 0 ? p.num_chunks : 1) * a.num_v_heads * FGDN_GATE_VECTOR_ROWS *
                              64 * sizeof(float));
   }
   if (s.seq_len == 0) {
     p.chunk_offsets_off = off;
-    off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
+    off = align256(off + (size_t)(N + 1) * sizeof(int32_t));
     p.seg_offsets_off = off;
-    off = align_up(off + (size_t)(N + 1) * sizeof(int32_t));
+    off = align256(off + (size_t)(N + 1) * sizeof(int32_t));
   }
   p.cp_off = off;
   p.bytes = off + p.cp.bytes;
@@ -86,8 +82,8 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
   const bool any_prep = a->prep_L || a->prep_chunk_stats || a->prep_gate_vectors;
   const bool all_prep = a->prep_L && a->prep_chunk_stats && a->prep_gate_vectors;
   FGDN_REQUIRE(!any_prep || all_prep, "prep_L, prep_chunk_stats and prep_gate_vectors: all three or none");
-  FGDN_REQUIRE(!all_prep || (aligned16(a->prep_L) && aligned16(a->prep_gate_vectors)),
-               "prep_L and prep_gate_vectors must be 16-byte aligned (read with TMA)");
+  FGDN_REQUIRE(!all_prep || aligned16(a->prep_gate_vectors),
+               "prep_gate_vectors must be 16-byte aligned (read with TMA)");
   return FGDN_SUCCESS;
 }
 

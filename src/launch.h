@@ -31,6 +31,9 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 // a valid device address: p, or else fallback (any buffer of the call).
 inline void* or_valid(const void* p, const void* fallback) { return const_cast<void*>(p ? p : fallback); }
 
+// Scratch arrays in a caller's workspace start on 256-byte boundaries.
+inline size_t align256(size_t x) { return (x + 255) / 256 * 256; }
+
 // Map a generated launcher's return code to a status, with its message.
 fgdn_status launch_result(int rc, const char* kernel, const char* message);
 

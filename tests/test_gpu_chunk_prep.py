@@ -57,15 +57,12 @@ def test_chunk_prep_steep_gates(dtype):
     """Every other value head decays by ~150 per chunk: past the rank-1 limit (80), so the gate
     ratios of its WY factors are formed per element (the other heads and the short last chunk
     stay rank-1)."""
-    check_chunk_prep(2, 200, 2, 8, None, False, dtype, False, steep=True)
+    check_chunk_prep(2, 200, 2, 8, None, False, dtype, False, gates="steep")
 
 
-def check_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32, steep=False):
+def check_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32, gates="slow"):
     cu = cu_from_lens(lens) if lens else None
-    x = make_inputs(B, T, H, HV, dtype=dtype, device="cuda", cu_seqlens=cu, normalize_k=not l2,
-                    gates="decay" if steep else "slow")
-    if steep:
-        x["g"][..., ::2] *= 3.0
+    x = make_inputs(B, T, H, HV, dtype=dtype, device="cuda", cu_seqlens=cu, normalize_k=not l2, gates=gates)
     beta = x["beta"].float() if beta32 else x["beta"]
     x["beta"] = beta
     n_chunks = sum((n + 63) // 64 for n in lens) if lens else B * ((T + 63) // 64)
@@ -111,7 +108,7 @@ def check_chunk_prep(B, T, H, HV, lens, l2, dtype, beta32, steep=False):
             Lc[c, :, :m] = Lflat[start + 64 * cc:start + 64 * cc + m].transpose(0, 1)
             c += 1
     rank1 = gvec[:n_chunks, :, 8, 1:2].double() > 0.5                       # [chunks, HV, 1]
-    if steep:
+    if gates == "steep":
         assert rank1.any() and not rank1.all(), "both gate-ratio modes should occur here"
     G = torch.where(rank1[..., None], 1.0, (gc[..., :, None] - gc[..., None, :]).clamp(max=0).exp())
     if dtype == torch.float16:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from .reference import l2_normalize
 
-GATE_KINDS = ("decay", "slow", "zero")
+GATE_KINDS = ("decay", "slow", "zero", "steep")
 
 
 def make_gates(shape, kind: str, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -17,11 +17,17 @@ def make_gates(shape, kind: str, generator: torch.Generator | None, device) -> t
     * ``slow``: logsigmoid(randn) / 16 with a quarter of the value heads at g = 0 (no decay at all),
       FlashQLA's benchmark recipe; closest to trained models, hardest for context parallelism.
     * ``zero``: g = 0 everywhere (plain delta rule).
+    * ``steep``: ``decay`` with every other value head three times steeper (~150 per 64-token
+      chunk): past the kernels' rank-1 gate-factor limit (80 per chunk), so those heads take the
+      per-element gate-ratio path while the others stay rank-1.
     """
     if kind == "zero":
         return torch.zeros(shape, dtype=torch.float32, device=device)
     g = F.logsigmoid(torch.randn(shape, generator=generator, dtype=torch.float32, device=device))
     if kind == "decay":
+        return g
+    if kind == "steep":
+        g[..., ::2] *= 3.0
         return g
     if kind == "slow":
         g = g / 16

@@ -39,6 +39,13 @@ state), uempty (u~ read).
 A CP segment starts at its first chunk from seg_states (exact_cp: cp_summary + cp_combine made
 it) when it cannot warm up; the look-back test is the same in all three kernels.
 
+Variants fused_fwd_states (states=True, outputs=False) and fused_fwd_o_states (states=True): the
+backward's state pass, storing S^T in the input dtype at every chunk's start into hsT. The
+states-only one - what the backward runs - has no q, P~ or o (WG0: the v~ and update GEMMs only,
+as cp_summary) and, with that shared memory free, stages each state through a 16 KB tile
+(stmatrix) and stores it by TMA under the v~ GEMM; the one that also forms o stores it from
+registers (its shared memory is full).
+
 Variant cp_summary (summary=True), pass 1 of that correction (docs/context-parallelism.md): for
 every segment whose successor cannot warm up, its affine summary S_out = F + M S_in - F from a
 zero state at its first chunk, M the product of its chunk transitions T_c = exp(gc_last) I -
@@ -68,12 +75,13 @@ def _stamp(ht, bx, hv, i, point, t_start):
         ht[0, 0, i, point] = T.cast(T.call_extern("int64", "clock64") - t_start[0], "float32")
 
 
-def build(dtype: str, states: bool = False, summary: bool = False, timeline: bool = False):
+def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool = False, timeline: bool = False):
     """One kernel per input dtype (beta is folded into chunk_prep's gate vectors, so its dtype
-    does not matter here). states=True: the backward's state pass (`fused_fwd_states`), which
-    also stores the state at every chunk's start into hsT (when store_states != 0); the
-    inference kernel carries no code for it: never-executed stores in the state loop cost the
-    forward 3-8% (instruction fetch and a different register plan; docs/perf-notes.md).
+    does not matter here). states=True: the backward's state pass, which stores the state at
+    every chunk's start into hsT (when store_states != 0); with outputs=False
+    (`fused_fwd_states`) it forms no o at all. The inference kernel carries no code for states:
+    never-executed stores in the state loop cost the forward 3-8% (instruction fetch and a
+    different register plan; docs/perf-notes.md).
 
     summary=True: `cp_summary`, pass 1 of the exact CP correction (see the header): the state
     loop without q, P~ or outputs, on four column blocks [F | M] per segment and value head.
@@ -93,6 +101,8 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
     D = HEAD_DIM
     DV = HEAD_DIM // 2         # V columns per CTA
     acc = "float32"
+    outs = outputs and not summary   # o is formed: q, P~ and the output GEMMs exist
+    staged_states = states and not outs   # states leave through shared memory + TMA (room: no q, P~, o)
 
     @T.macro
     def state_pass(q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
@@ -169,7 +179,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
 
             # inputs by TMA, two rings: A = q, k (read by both warpgroups, NA deep); B = v, L and the
             # gate table (read by prep only, NB deep). Prep outputs: double-buffered.
-            if not summary:
+            if outs:
                 q_s = T.alloc_shared((NA, C, D), dtype)
             k_s = T.alloc_shared((NA, C, D), dtype)
             v_s = T.alloc_shared((NB, C, DV), dtype)
@@ -182,14 +192,16 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
             # has read chunk i - 1's (uempty), which it does first thing in its chunk.
             u_s = T.alloc_shared((C, DV + 4), acc)
             w_s = T.alloc_shared((2, C, D), dtype)      # -w~   [t][k]
-            if not summary:
+            if outs:
                 p_s = T.alloc_shared((2, C, C), dtype)  # P~    [t][s]
             dec_s = T.alloc_shared((2, C), acc)         # the gate-table rows the state needs
-            if not summary:
+            if outs:
                 og_s = T.alloc_shared((2, C), acc)
             egl_s = T.alloc_shared((2, 1), acc)
-            if not summary:
+            if outs:
                 o_s = T.alloc_shared((C, DV), dtype)
+            if staged_states:
+                hs_s = T.alloc_shared((DV, D), dtype)   # S^T of the chunk start, on its way to hsT
             fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
             uempty = T.alloc_barrier(arrive_count=[128])
             if summary:
@@ -204,14 +216,14 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                     S_bf = T.alloc_fragment((DV, D), dtype)
                     vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
                     ut = T.alloc_fragment((DV, C), acc)         # u~^T as loaded
-                    if not summary:
+                    if outs:
                         vn_bf = T.alloc_fragment((DV, C), dtype)
                     vnd_bf = T.alloc_fragment((DV, C), dtype)
-                    if not summary:
+                    if outs:
                         oacc = T.alloc_fragment((DV, C), acc)   # o^T [c][t]: S Q^T part
                         oacc2 = T.alloc_fragment((DV, C), acc)  # o^T: P~ v~ part
                     dec_f = T.alloc_fragment((C,), acc)
-                    if not summary:
+                    if outs:
                         og_f = T.alloc_fragment((C,), acc)
                     egl = T.alloc_local((1,), acc)
 
@@ -232,14 +244,14 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         ph = (i // 2) % 2
                         sa = i % NA
                         pa = (i // NA) % 2
-                        if not summary:
+                        if outs:
                             t0 = tok0 + i * C
                             nvalid = T.min(eos - t0, C)
                         if timeline:
                             if tx == 0:
                                 _stamp(ht, bx, hv, i, 0, t_start)
                         T.copy(S, S_bf)
-                        if states and store_states != 0 and c_begin + i >= c_out:
+                        if states and not staged_states and store_states != 0 and c_begin + i >= c_out:
                             # for the backward: the state at this chunk's start (its own chunks
                             # only), as the GEMMs here use it - in the input dtype
                             for c, kk in T.Parallel(DV, D):
@@ -252,10 +264,20 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         # v~^T = S^T (-w~)^T + u~^T: the GEMM starts from zero so that the u~ loads
                         # (and the factor loads) overlap it instead of preceding it
                         T.wgmma_gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True, clear_accum=True)
+                        if staged_states:
+                            # for the backward: the state at this chunk's start (its own chunks
+                            # only), in the input dtype as the GEMMs here use it; through shared
+                            # memory and a TMA store, under the v~ GEMM (both only read S_bf).
+                            # The previous chunk's store must have left hs_s first.
+                            if store_states != 0 and c_begin + i >= c_out:
+                                T.tma_store_wait()
+                                T.sync_threads(5, 128)
+                                T.copy(S_bf, hs_s)
+                                T.tma_copy(hs_s, hsT[gch0 + i, hv, c0:c0 + DV, 0:D])
                         for c, t in T.Parallel(DV, C):
                             ut[c, t] = u_s[t, c]
                         T.copy(dec_s[st, :], dec_f)
-                        if not summary:
+                        if outs:
                             T.copy(og_s[st, :], og_f)
                         egl[0] = egl_s[st, 0]
                         T.wait_wgmma(0)
@@ -267,14 +289,14 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                                 _stamp(ht, bx, hv, i, 2, t_start)
                         for c, t in T.Parallel(DV, C):
                             vnd_bf[c, t] = vacc[c, t] * dec_f[t]
-                        if not summary:
+                        if outs:
                             for c, t in T.Parallel(DV, C):
                                 vn_bf[c, t] = vacc[c, t]
                         for c, kk in T.Parallel(DV, D):
                             S[c, kk] = S[c, kk] * egl[0]
                         # three GEMMs back to back on the tensor cores; one wait
                         T.wgmma_gemm(vnd_bf, k_s[sa, :, :], S)
-                        if not summary:
+                        if outs:
                             T.wgmma_gemm(S_bf, q_s[sa, :, :], oacc, transpose_B=True, clear_accum=True)
                             T.wgmma_gemm(vn_bf, p_s[st, :, :], oacc2, transpose_B=True, clear_accum=True)
                         T.wait_wgmma(0)
@@ -283,7 +305,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                                 _stamp(ht, bx, hv, i, 3, t_start)
                         T.barrier_arrive(emptyA[sa])
                         T.barrier_arrive(pempty[st])
-                        if not summary:
+                        if outs:
                             for c, t in T.Parallel(DV, C):
                                 oacc[c, t] = oacc[c, t] * og_f[t] + oacc2[c, t]
                             if timeline:
@@ -326,16 +348,15 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                     # ------- WG1: prep (one chunk ahead of WG0): WY products u~, -w~ and P~ -------
                     uacc = T.alloc_fragment((C, DV), acc)
                     wacc = T.alloc_fragment((C, D), acc)
-                    if not summary:
+                    if outs:
                         pacc = T.alloc_fragment((C, C), acc)
-                    if not summary:
                         cp_f = T.alloc_fragment((C,), acc)  # P~'s column and row factors
                         rp_f = T.alloc_fragment((C,), acc)
                         gr_f = T.alloc_fragment((C,), acc)  # gc by row / column (chunks past rank-1)
                         gcol_f = T.alloc_fragment((C,), acc)
 
                     for j in T.serial(T.min(nch, 2)):
-                        if not summary:
+                        if outs:
                             T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
                         T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
                         T.barrier_arrive(fullA[j])
@@ -357,7 +378,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                                 _stamp(ht, bx, hv, i, 16, t_start)
                         T.barrier_wait(fullB[sb], pb)
                         T.barrier_wait(fullA[sa], pa)
-                        if not summary:
+                        if outs:
                             rank1 = tab_s[sb, GV_MISC, 1] > 0.5
                             if not rank1:
                                 T.copy(tab_s[sb, GV_GC, :], gr_f)
@@ -369,28 +390,28 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         # u~ = Au V, -w~ = Aw K straight from chunk_prep's tiles (shared memory)
                         T.wgmma_gemm(au_s[sb, :, :], v_s[sb, :, :], uacc, clear_accum=True)
                         T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
-                        if not summary:
+                        if outs:
                             T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
                             T.copy(tab_s[sb, GV_CP, :], cp_f)
                             T.copy(tab_s[sb, GV_RP, :], rp_f)
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 18, t_start)
-                        T.wait_wgmma(1 if summary else 2)
+                        T.wait_wgmma(2 if outs else 1)
                         if summary:
                             if is_m != 0:
                                 T.clear(uacc)               # M's blocks: u = 0 (T_c acts on S as the update does with v = 0)
                         if i >= 1:
                             T.barrier_wait(uempty[0], (i - 1) % 2)
                         T.copy(uacc, u_s[:, 0:DV])
-                        T.wait_wgmma(0 if summary else 1)
+                        T.wait_wgmma(1 if outs else 0)
                         T.copy(wacc, w_s[st, :, :])
-                        if not summary:
+                        if outs:
                             T.wait_wgmma(0)
                         if timeline:
                             if tx == 128:
                                 _stamp(ht, bx, hv, i, 19, t_start)
-                        if not summary:
+                        if outs:
                             if rank1:
                                 for t, s in T.Parallel(C, C):
                                     p_s[st, t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
@@ -401,7 +422,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                         # the gate-table rows the state warpgroup needs travel with the prep outputs
                         if tx - 128 < C:
                             dec_s[st, tx - 128] = tab_s[sb, GV_DEC, tx - 128]
-                            if not summary:
+                            if outs:
                                 og_s[st, tx - 128] = tab_s[sb, GV_OG, tx - 128]
                         if tx == 128:
                             egl_s[st, 0] = tab_s[sb, GV_MISC, 0]
@@ -422,7 +443,7 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
                             T.barrier_arrive(fullB[sb])
                             if i >= 1:
                                 T.barrier_wait(emptyA[(i + 2) % NA], ((i - 1) // NA) % 2)
-                            if not summary:
+                            if outs:
                                 T.tma_copy(q[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hk, 0:D], q_s[(i + 2) % NA, :, :], barrier=fullA[(i + 2) % NA])
                             T.tma_copy(k[tok0 + (i + 2) * C:tok0 + (i + 2) * C + C, hk, 0:D], k_s[(i + 2) % NA, :, :], barrier=fullA[(i + 2) % NA])
                             T.barrier_arrive(fullA[(i + 2) % NA])
@@ -492,8 +513,11 @@ def build(dtype: str, states: bool = False, summary: bool = False, timeline: boo
 
 
 def variants():
-    """The inference kernel, the backward's state pass (`fused_fwd_states`) and pass 1 of the
+    """The inference kernel, the backward's state pass (`fused_fwd_states`, no o), the state pass
+    that forms o too (`fused_fwd_o_states`, for C API callers that want both) and pass 1 of the
     exact CP correction (`cp_summary`), per input dtype."""
-    return [(variant_symbol(name, dt, "float32"), dict(dtype=dt, states=states, summary=summ))
-            for name, states, summ in (("fused_fwd", False, False), ("fused_fwd_states", True, False),
-                                       ("cp_summary", False, True)) for dt in DTYPES]
+    return [(variant_symbol(name, dt, "float32"), dict(dtype=dt, states=states, outputs=outputs, summary=summ))
+            for name, states, outputs, summ in (("fused_fwd", False, True, False),
+                                                ("fused_fwd_states", True, False, False),
+                                                ("fused_fwd_o_states", True, True, False),
+                                                ("cp_summary", False, False, True)) for dt in DTYPES]

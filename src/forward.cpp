@@ -21,14 +21,17 @@ struct FwdKernel {
   const char* name;
 };
 
-// [states][dtype: 0 = bf16, 1 = fp16]. beta's dtype does not matter here (chunk_prep folds beta
-// into the gate vectors). The backward's state pass has a kernel of its own so that the
-// inference one carries none of the state-storing code.
-const FwdKernel kFwd[2][2] = {
+// [mode][dtype: 0 = bf16, 1 = fp16]; mode 0 = o (inference), 1 = chunk states only (the
+// backward's state pass: no q, P~ or o work, states stored by TMA), 2 = o and chunk states.
+// beta's dtype does not matter here (chunk_prep folds beta into the gate vectors). Each mode has
+// a kernel of its own so that the inference one carries none of the state-storing code.
+const FwdKernel kFwd[3][2] = {
     {{fgdn_fused_fwd_bf16_bfp32_launch, fgdn_fused_fwd_bf16_bfp32_last_error, "fused_fwd bf16"},
      {fgdn_fused_fwd_fp16_bfp32_launch, fgdn_fused_fwd_fp16_bfp32_last_error, "fused_fwd fp16"}},
     {{fgdn_fused_fwd_states_bf16_bfp32_launch, fgdn_fused_fwd_states_bf16_bfp32_last_error, "fused_fwd_states bf16"},
      {fgdn_fused_fwd_states_fp16_bfp32_launch, fgdn_fused_fwd_states_fp16_bfp32_last_error, "fused_fwd_states fp16"}},
+    {{fgdn_fused_fwd_o_states_bf16_bfp32_launch, fgdn_fused_fwd_o_states_bf16_bfp32_last_error, "fused_fwd_o_states bf16"},
+     {fgdn_fused_fwd_o_states_fp16_bfp32_launch, fgdn_fused_fwd_o_states_fp16_bfp32_last_error, "fused_fwd_o_states fp16"}},
 };
 
 // Where each scratch array lives in the caller's workspace, and the launch bounds.
@@ -76,9 +79,11 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
   FGDN_REQUIRE(a->cp_segment_chunks >= 0, "cp_segment_chunks must be >= 0 (got %d)", a->cp_segment_chunks);
   FGDN_REQUIRE(a->cp_tolerance >= 0.f && a->cp_tolerance < 1.f, "cp_tolerance must be in [0, 1) (got %g)",
                (double)a->cp_tolerance);
-  FGDN_REQUIRE(a->q && a->k && a->v && a->g && a->beta && a->o, "q, k, v, g, beta and o must be non-NULL");
-  FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->v) && aligned16(a->o),
-               "q, k, v and o must be 16-byte aligned (the kernels read and write them with TMA)");
+  FGDN_REQUIRE(a->q && a->k && a->v && a->g && a->beta, "q, k, v, g and beta must be non-NULL");
+  FGDN_REQUIRE(a->o || a->chunk_states_t, "o must be non-NULL (it may be NULL only when chunk_states_t is given)");
+  FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->v) && aligned16(a->o) &&
+                   aligned16(a->chunk_states_t),
+               "q, k, v, o and chunk_states_t must be 16-byte aligned (the kernels read and write them with TMA)");
   const bool any_prep = a->prep_L || a->prep_chunk_stats || a->prep_gate_vectors;
   const bool all_prep = a->prep_L && a->prep_chunk_stats && a->prep_gate_vectors;
   FGDN_REQUIRE(!any_prep || all_prep, "prep_L, prep_chunk_stats and prep_gate_vectors: all three or none");
@@ -91,7 +96,8 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
 
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   // io_variant(): 0, 1 = bf16 inputs, 2, 3 = fp16
-  const FwdKernel& kern = kFwd[a.chunk_states_t != nullptr][a.variant >= 2 ? 1 : 0];
+  const int mode = a.chunk_states_t == nullptr ? 0 : (a.o == nullptr ? 1 : 2);
+  const FwdKernel& kern = kFwd[mode][a.variant >= 2 ? 1 : 0];
   const int nst = a.seqs.num_seqs;
   int rc = kern.launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.v),
                        // wy: the gated WY factor tiles at the end of the gate-vector table (the
@@ -99,7 +105,9 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
                        const_cast<float*>(a.gate_vectors), const_cast<float*>(a.gate_vectors),
                        const_cast<float*>(a.chunk_stats), const_cast<float*>(a.h0),
                        const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
-                       const_cast<int32_t*>(a.seg_offsets), a.o, a.ht,
+                       const_cast<int32_t*>(a.seg_offsets),
+                       // o: never touched in mode 1; any valid address then
+                       a.o ? a.o : const_cast<void*>(a.v), a.ht,
                        // hsT, seg_states: never touched without store_states / exact_cp; any valid address then
                        a.chunk_states_t ? a.chunk_states_t : static_cast<void*>(const_cast<float*>(a.gate_vectors)),
                        const_cast<float*>(a.seg_states ? a.seg_states : a.gate_vectors),

@@ -146,7 +146,9 @@ def test_backward_stages_match_reference(lens, cp):
 @pytest.mark.parametrize("lens,l2,cp", [(None, False, None), ([1, 0, 130, 64, 300], True, 2)])
 def test_forward_on_given_chunk_prep(lens, l2, cp):
     """The backward's state pass hands fgdn_forward chunk_prep's outputs instead of letting it
-    make its own: same o, final state and chunk states, bit for bit."""
+    make its own: same o, final state and chunk states, bit for bit; and the states-only kernel
+    it runs (output=False: no q, P~ or o work) gives the same final and chunk states as the
+    kernel that also forms o."""
     from flashgdn import ops
     from flashgdn._layout import seq_layout
     from flashgdn._validate import Problem
@@ -168,6 +170,22 @@ def test_forward_on_given_chunk_prep(lens, l2, cp):
     torch.cuda.synchronize()
     for a, b in zip(*runs):
         assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))   # unused chunk rows stay NaN in both
+    hs = torch.full((lay.num_chunks, HV, 128, 128), float("nan"), device="cuda", dtype=torch.bfloat16)
+    o, ht = forward(q, k, v, g, beta, 0.1, x["initial_state"], True, l2, x["cu_seqlens"], p, cp=cp,
+                    chunk_states=hs, prep=prep, output=False)
+    torch.cuda.synchronize()
+    assert o is None
+    assert torch.equal(ht, runs[1][1])
+    assert torch.equal(hs.nan_to_num(7.0), runs[1][2].nan_to_num(7.0))
+    with pytest.raises(ValueError, match="output=False needs chunk_states"):
+        forward(q, k, v, g, beta, 0.1, None, False, l2, x["cu_seqlens"], p, output=False)
+    # the C API: o may be NULL only together with chunk_states_t
+    from flashgdn import _native
+    ws = torch.empty(1 << 20, dtype=torch.uint8, device="cuda")
+    with pytest.raises(ValueError, match="o must be non-NULL"):
+        _native.ext().forward(0, 2, B * T, B, T, 0, H, HV, 0.1, False, q.data_ptr(), k.data_ptr(), v.data_ptr(),
+                              g.data_ptr(), beta.data_ptr(), 0, 0, 0, 0, 1e-6, ws.data_ptr(), ws.numel(),
+                              _native.stream_handle(q.device), 0, 0, 0, 0, False)
 
 
 def test_backward_deterministic_gva():

@@ -138,10 +138,10 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     dh0 = torch.empty(lay.num_seqs, HV, 128, 128, dtype=torch.float32, device=device) if want_dh0 else None
     # one CP split (cp.plan) for both passes: the reverse pass warms up after each segment
     seg_chunks = cp_plan.segment_chunks(problem, cp, device)
-    # the state pass: the forward kernel (its output o is not needed here) on chunk_prep's outputs above
+    # the state pass: the forward kernel's states-only variant (no o) on chunk_prep's outputs above
     forward(qf.view(B, T, H, -1), kf.view(B, T, H, -1), vf.view(B, T, HV, -1), gf.view(B, T, HV), bf.view(B, T, HV),
             scale, h0, False, rk is not None, cu_seqlens, problem, cp_tolerance=cp_tolerance, chunk_states=hsT,
-            prep=(L, stats, gvec), segment_chunks=seg_chunks, cp_exact=cp_exact)
+            prep=(L, stats, gvec), segment_chunks=seg_chunks, cp_exact=cp_exact, output=False)
     ext = _native.ext()
     stream = _native.stream_handle(device)
     # scratch of the reverse pass: the exact CP correction's (empty without a split) and, for

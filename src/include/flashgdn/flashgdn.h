@@ -135,7 +135,8 @@ typedef struct fgdn_forward_args {
   const float* g;
   const void* beta;
   const float* initial_state;   /* [N, HV, 128, 128] or NULL (zero) */
-  void* o;                      /* [total_tokens, HV, 128] */
+  void* o;                      /* [total_tokens, HV, 128]; NULL allowed with chunk_states_t (the
+                                   backward's state pass: states only, no output work) */
   float* final_state;           /* [N, HV, 128, 128] or NULL (not written) */
   int cp_segment_chunks;        /* intra-card context parallelism: chunks per segment (0: off) */
   float cp_tolerance;           /* CP warm-up bound: the dropped part of a segment's incoming state
@@ -148,7 +149,7 @@ typedef struct fgdn_forward_args {
                                    too, slower; less workspace) */
   void* chunk_states_t;         /* NULL, or [num_chunks, HV, 128, 128] in `dtype`: the state at the
                                    start of every chunk, transposed (S^T, V x K), for the backward
-                                   (rounded as the forward's own GEMMs use it).
+                                   (rounded as the forward's own GEMMs use it); 16-byte aligned.
                                    Chunks numbered sequence by sequence; rows: N * ceil(T / 64)
                                    for uniform lengths, total_tokens / 64 + N (a bound) for varlen */
   /* NULL, or all three: fgdn_chunk_prep's outputs for these very inputs (k, beta in fp32 or

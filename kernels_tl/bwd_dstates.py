@@ -20,7 +20,6 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
       else one exp per element)
 
   WG0 state (holds dS^T [64 V cols x 128 K] fp32 in registers), per chunk, last to first:
-      dS^T -> dhsT (input dtype, = dS_hi; own chunks only)            store from registers
       dv_new^T = dS_hi^T K^T diag(kf) + dvl^T                          wgmma RS m64n64k128
           (the factor kf = exp(gc_last - gc) rk applied after the GEMM; at a sequence's last
           chunk, where dS^T = d(final state) as given, + dS_lo^T K^T: a lone token's dbeta is one
@@ -28,6 +27,10 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
           its digits)
       dS^T = exp(gc_last) dS^T + dO~^T Q + dv_new^T (-w)              wgmma SS m64n128k64 (A^T), RS m64n128k64
       dv_new -> dvnew[token, hv, V half] (fp32, valid rows, own chunks)
+      dS_hi^T (the GEMM operand above, input dtype) -> the chunk's q stage, dead by now -> dhsT by
+          TMA (own chunks); the stage is released at the next chunk's start, once read. Stored
+          from registers, the 32 scattered stores a thread sat on the recurrence: 21% of this
+          kernel (docs/perf-notes.md)
   After chunk 0 (the segment that owns it): dS^T -> dh0 (fp32).
 
 The critical path per chunk is WG0's dv_new GEMMs followed by the update GEMM; the dO~^T Q
@@ -212,9 +215,10 @@ def build(dtype: str, summary: bool = False):
                             for v, kk in T.Parallel(DV, D):
                                 ds_lo[v, kk] = T.cast(dst[v, kk] - T.cast(ds_hi[v, kk], acc), dtype)
                         if not summary:
-                            if own:
-                                for v, kk in T.Parallel(DV, D):
-                                    dhsT[gch - i, hv, c0 + v, kk] = ds_hi[v, kk]
+                            if i >= 1:
+                                # the previous chunk's dS^T has left its q stage (below): release it
+                                T.tma_store_wait()
+                                T.barrier_arrive(emptyA[(i - 1) % NA])
                         T.barrier_wait(pfull[st], ph)
                         T.barrier_wait(fullA[sa], pa)
                         T.wgmma_gemm(ds_hi, k_s[sa, :, :], dvt, transpose_B=True, clear_accum=True)
@@ -243,9 +247,19 @@ def build(dtype: str, summary: bool = False):
                                     if t < nvalid:
                                         dvnew[t0 + t, hv, c0 + v] = dvt[v, t]
                         T.wait_wgmma(0)
-                        T.barrier_arrive(emptyA[sa])
                         T.barrier_arrive(pempty[st])
+                        if summary:
+                            T.barrier_arrive(emptyA[sa])
+                        elif own:
+                            # dS^T (as the dv_new GEMM used it) -> dhsT through this chunk's q
+                            # stage, dead now (WG1 read it a chunk ago), by TMA: no stores from
+                            # registers on the recurrence. The stage is released at the next
+                            # chunk's start, once the store has read it.
+                            T.copy(ds_hi, q_s[sa, :, :])
+                            T.tma_copy(q_s[sa, :, :], dhsT[gch - i, hv, c0:c0 + DV, 0:D])
 
+                    if not summary:
+                        T.tma_store_wait()
                     if summary:
                         # dS^T in dS's [k][v] layout (M transposed, as cp_combine reads it)
                         for v, kk in T.Parallel(DV, D):

@@ -7,8 +7,11 @@ head), grid (NC, HV), a partial chunk exits at once; and `bwd_local_last`, one C
 (sequence, value head), grid (N, HV), for the sequence's last chunk when partial (row-masked
 tiles, rows past the end read as 0; the fp32 diagonal terms below). Keeping that code out of the
 hot kernel cut it from 10.8k to 7.1k instructions and 21% of its time (instruction fetch).
-256 threads = two warpgroups sharing every GEMM (M = 64 rows, N split between them), synchronous
-wgmma, one CTA per SM (~206 KB of shared memory): the load phase is exposed (docs/perf-notes.md).
+512 threads = four warpgroups sharing every GEMM (M = 64 rows, N split four ways: n32 / n16
+tiles), synchronous wgmma, one CTA per SM (~206 KB of shared memory): the load phase is exposed
+(docs/perf-notes.md). Four warpgroups rather than two: twice the warps to cover the latency of
+each phase, half the element-wise work per warp, 88 instead of 156 registers (-5% at
+(1,8k,16,64), within noise at (1,32k,*)).
 
 Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
 V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (fp32 from
@@ -129,7 +132,7 @@ def build(dtype: str, last: bool):
         gva_sum: T.int32,
         scale: T.float32,
     ):
-        with T.Kernel(NS1 - 1 if last else NCG, HV, threads=256) as (item, hv):
+        with T.Kernel(NS1 - 1 if last else NCG, HV, threads=512) as (item, hv):
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")
             s_from_h0 = False

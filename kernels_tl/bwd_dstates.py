@@ -26,7 +26,11 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
           dot product of dv_new with v - w S, and a bf16-rounded operand would cost it most of
           its digits)
       dS^T = exp(gc_last) dS^T + dO~^T Q + dv_new^T (-w)              wgmma SS m64n128k64 (A^T), RS m64n128k64
-      dv_new -> dvnew[token, hv, V half] (fp32, valid rows, own chunks)
+      dv_new -> dvnew[token, hv, 128 V half + (0: bf16(dv_new) | 64: dv_new - bf16(dv_new))] in the
+          input dtype (own chunks): a full chunk writes the high plane only (all that the per-chunk
+          gradients of a full chunk read), staged [t][v] in an 8 KB tile and stored by TMA under
+          the update GEMM; a sequence's last, partial chunk writes both planes with masked stores
+          (bwd_local_last rebuilds fp32 from them: a lone token's dbeta is one dot product of it)
       dS_hi^T (the GEMM operand above, input dtype) -> the chunk's q stage, dead by now -> dhsT by
           TMA (own chunks); the stage is released at the next chunk's start, once read. Stored
           from registers, the 32 scattered stores a thread sat on the recurrence: 21% of this
@@ -152,6 +156,8 @@ def build(dtype: str, summary: bool = False):
             dot_s = T.alloc_shared((2, C, DV), dtype)    # dO~     [t][v] (the GEMM reads it transposed)
             # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
             dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]
+            if not summary:
+                dvh_s = T.alloc_shared((C, DV), dtype)   # bf16(dv_new) [t][v], on its way to dvnew
             kf_s = T.alloc_shared((2, C), acc)
             pd_s = T.alloc_shared((C,), acc)             # P_tt - bf16(P_tt): a last partial chunk only
             egl_s = T.alloc_shared((2, 1), acc)
@@ -243,9 +249,18 @@ def build(dtype: str, summary: bool = False):
                         T.wgmma_gemm(dvn_bf, w_s[st, :, :], dst)
                         if not summary:
                             if own:
-                                for v, t in T.Parallel(DV, C):
-                                    if t < nvalid:
-                                        dvnew[t0 + t, hv, c0 + v] = dvt[v, t]
+                                # under the update GEMM (which only reads dvn_bf); the previous
+                                # chunk's store has read dvh_s (tma_store_wait at this chunk's start)
+                                if nvalid == C:
+                                    for v, t in T.Parallel(DV, C):
+                                        dvh_s[t, v] = dvn_bf[v, t]
+                                    T.tma_copy(dvh_s, dvnew[t0:t0 + C, hv, 2 * c0:2 * c0 + DV])
+                                else:
+                                    for v, t in T.Parallel(DV, C):
+                                        if t < nvalid:
+                                            dvnew[t0 + t, hv, 2 * c0 + v] = dvn_bf[v, t]
+                                            dvnew[t0 + t, hv, 2 * c0 + DV + v] = T.cast(
+                                                dvt[v, t] - T.cast(dvn_bf[v, t], acc), dtype)
                         T.wait_wgmma(0)
                         T.barrier_arrive(pempty[st])
                         if summary:
@@ -427,7 +442,7 @@ def build(dtype: str, summary: bool = False):
         chunk_offsets: T.Tensor((NS1,), "int32"),
         seg_offsets: T.Tensor((NS1,), "int32"),
         dhsT: T.Tensor((NCG, HV, D, D), dtype),
-        dvnew: T.Tensor((Ttot, HV, D), "float32"),
+        dvnew: T.Tensor((Ttot, HV, 2 * D), dtype),      # dv_new as high / low planes per V half
         dh0: T.Tensor((NST, HV, D, D), "float32"),
         seg_dstates: T.Tensor((NSEG, HV, D, D), "float32"),
         seq_len: T.int32,

@@ -14,8 +14,9 @@ each phase, half the element-wise work per warp, 88 instead of 156 registers (-5
 (1,8k,16,64), within noise at (1,32k,*)).
 
 Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
-V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (fp32 from
-bwd_dstates, rounded here), S^T [128 V, 128 K] (input dtype, from the state pass; the last-chunk
+V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (bwd_dstates'
+high plane, i.e. rounded to the input dtype; the last-chunk kernel adds the low plane for its
+fp32 terms), S^T [128 V, 128 K] (input dtype, from the state pass; the last-chunk
 kernel splits h0 into bf16 hi + lo when the chunk is its sequence's only one), dS'^T (input
 dtype, from bwd_dstates), gc, beta, rq, rk (fp32 vectors).
 
@@ -38,8 +39,8 @@ dtype, from bwd_dstates), gc, beta, rq, rk (fp32 vectors).
   dKd  = VN dS'^T,  dgc -= t_kd = exp(gl - gc) rk rowsum(dKd * K)      wgmma m64n128k128
   dKn  = diag(exp(gl - gc)) dKd + (diag(rq) dQKn)^T Q - (diag(E) dR) S^T + ((Bm + Bm^T) diag(rk)) K
   dgc[63] += sum_t t_kd + exp(gl) <S_hi, dS'>;  dg = reverse cumsum of dgc over the chunk
-Full chunks load Q, K, V, dO, L, S^T, dS'^T with cp.async (all in flight while dV_new is
-converted); the last-chunk kernel loads dS'^T into S lo's buffer once that is dead.
+Full chunks load Q, K, V, dO, L, S^T, dS'^T and dV_new's high plane with cp.async; the
+last-chunk kernel loads dS'^T into S lo's buffer once that is dead.
 
 dq, dk are fp32: per value head, or with gva_sum (GVA) added with float atomics into the rows of
 the group's q/k head (zeroed by the caller; summation order varies between runs) - the caller
@@ -114,7 +115,7 @@ def build(dtype: str, last: bool):
         gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
         hsT: T.Tensor((NCG, HV, D, D), dtype),          # S^T at each chunk's start (state pass)
         dhsT: T.Tensor((NCG, HV, D, D), dtype),
-        dvnew: T.Tensor((Ttot, HV, D), "float32"),
+        dvnew: T.Tensor((Ttot, HV, 2 * D), dtype),     # per V half: high plane, low plane (bwd_dstates)
         dht: T.Tensor((NST, HV, D, D), "float32"),     # d(final state) [n, hv, k, v], if has_dht
         h0: T.Tensor((NH0, HV, D, D), "float32"),      # initial state [n, hv, k, v], if has_h0
         cu_seqlens: T.Tensor((NS1,), "int32"),
@@ -236,7 +237,8 @@ def build(dtype: str, last: bool):
                     T.async_copy(L[t0:t0 + C, hv, 0:C], l_s)      # exactly lower triangular (chunk_prep)
                     T.async_copy(hsT[chunk, hv, 0:D, 0:D], sh_s)
                     T.async_copy(dhsT[chunk, hv, 0:D, 0:D], sl_s)
-                    T.copy(dvnew[t0:t0 + C, hv, 0:D], dvn_s)
+                    T.async_copy(dvnew[t0:t0 + C, hv, 0:D // 2], dvn_s[:, 0:D // 2])
+                    T.async_copy(dvnew[t0:t0 + C, hv, D:D + D // 2], dvn_s[:, D // 2:D])
                 else:
                     for i, j in T.Parallel(C, D):
                         q_s[i, j] = T.if_then_else(i < nvalid, q[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
@@ -245,7 +247,7 @@ def build(dtype: str, last: bool):
                         v_s[i, j] = T.if_then_else(i < nvalid, v[T.min(t0 + i, Ttot - 1), hv, j], T.cast(0, dtype))
                         do_s[i, j] = T.if_then_else(i < nvalid, dout[T.min(t0 + i, Ttot - 1), hv, j], T.cast(0, dtype))
                     for i, j in T.Parallel(C, D):
-                        dvn_s[i, j] = T.if_then_else(i < nvalid, T.cast(dvnew[T.min(t0 + i, Ttot - 1), hv, j], dtype),
+                        dvn_s[i, j] = T.if_then_else(i < nvalid, dvnew[T.min(t0 + i, Ttot - 1), hv, (j // 64) * 128 + j % 64],
                                                      T.cast(0, dtype))
                     for i, j in T.Parallel(C, C):
                         l_s[i, j] = T.if_then_else(T.And(i < nvalid, j <= i), L[T.min(t0 + i, Ttot - 1), hv, j],
@@ -295,8 +297,11 @@ def build(dtype: str, last: bool):
                 if last:
                     # dAu's diagonal <dV_new_t, R_t> from the fp32 operands
                     for i, j in T.Parallel(C, D):
+                        ti = T.min(t0 + i, Ttot - 1)
+                        dvn32 = T.cast(dvnew[ti, hv, (j // 64) * 128 + j % 64], acc) \
+                            + T.cast(dvnew[ti, hv, (j // 64) * 128 + 64 + j % 64], acc)
                         red_f[i, j] = (T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]) \
-                            * T.if_then_else(i < nvalid, dvnew[T.min(t0 + i, Ttot - 1), hv, j], 0.0)
+                            * T.if_then_else(i < nvalid, dvn32, 0.0)
                     T.reduce_sum(red_f, row2_f, dim=1)
                     for i in T.Parallel(C):
                         dd_s[i] = row2_f[i]

@@ -109,8 +109,8 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   FGDN_REQUIRE(2 * num_segs <= 0x7fffffffLL, "too many CP segments (%lld)", num_segs);
   const float cp_log_tol = a->cp_tolerance > 0.f ? std::log(a->cp_tolerance) : -INFINITY;
   FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->d_out) && aligned16(a->L) &&
-                   aligned16(a->gate_vectors),
-               "q, k, d_out, L and gate_vectors must be 16-byte aligned (the kernel reads them with TMA)");
+                   aligned16(a->gate_vectors) && aligned16(a->dv_new),
+               "q, k, d_out, L, gate_vectors and dv_new must be 16-byte aligned (the kernel moves them with TMA)");
   const auto& kern = kDStates[a->dtype == FGDN_BF16 ? 0 : 1];
   // Without d(final state) or without dh0 the kernel still needs a valid pointer it never touches.
   float* spare = const_cast<float*>(a->gate_vectors);
@@ -193,7 +193,7 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
                           norm ? const_cast<float*>(a->q_norm_factor) : spare,
                           norm ? const_cast<float*>(a->k_norm_factor) : spare, const_cast<float*>(a->gate_vectors),
                           const_cast<void*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
-                          const_cast<float*>(a->dv_new), a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
+                          const_cast<void*>(a->dv_new), a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
                           a->initial_state ? const_cast<float*>(a->initial_state) : spare,
                           or_valid(s.cu_seqlens, a->gate_vectors), or_valid(s.chunk_offsets, a->gate_vectors), a->dq,
                           a->dk, a->dv, a->dg, a->dbeta, s.seq_len, s.num_seqs, norm ? 1 : 0,

@@ -223,7 +223,7 @@ PYBIND11_MODULE(_C, m) {
         a.gate_vectors = ptr<const float>(gate_vectors);
         a.chunk_states_t = ptr<const void>(chunk_states_t);
         a.chunk_dstates_t = ptr<const void>(chunk_dstates_t);
-        a.dv_new = ptr<const float>(dv_new);
+        a.dv_new = ptr<const void>(dv_new);
         a.gva_sum = gva_sum;
         a.d_final_state = ptr<const float>(dht);
         a.initial_state = ptr<const float>(h0);

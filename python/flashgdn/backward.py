@@ -99,6 +99,15 @@ def chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq=None, rk=None, gv
     return dq, dk, dv, dg, db
 
 
+def dv_new_values(dv_new: torch.Tensor) -> torch.Tensor:
+    """dv_new ``[Ttot, HV, 128]`` (fp32) from bwd_dstates' planes ``[Ttot, HV, 256]``: per half of
+    V, 64 high parts (the input dtype's rounding) then 64 low parts. Returns the high parts - what
+    the per-chunk gradients of a full chunk use; the low parts exist only for each sequence's last
+    partial chunk (fgdn_backward_dstates)."""
+    Ttot, HV, _ = dv_new.shape
+    return dv_new.view(Ttot, HV, 2, 2, 64)[:, :, :, 0, :].reshape(Ttot, HV, 128).float()
+
+
 def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_dh0, lay, H, HV, rq=None, rk=None,
                       problem=None, cp="auto", cp_tolerance=1e-6, cp_exact=True):
     """chunk_prep, the state pass and bwd_dstates on token-packed tensors and the layout ``lay``
@@ -111,8 +120,8 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     h0 / dht ``[N, HV, 128, 128]`` fp32 or None; rq, rk ``[Ttot, H]`` fp32 L2-norm row factors
     (both or neither; q, k raw then). Returns a dict: ``hsT``, ``dhsT``
     ``[NC, HV, V, K]`` (state at each chunk's start / state gradient at its end, transposed),
-    ``dv_new`` ``[Ttot, HV, V]``, ``dh0`` (None unless ``want_dh0``) and chunk_prep's ``L`` and
-    ``gvec``. hsT and dhsT are in qf's dtype, dv_new and dh0 fp32; ``dht`` (the fp32 d(final
+    ``dv_new`` ``[Ttot, HV, 2 V]`` (high / low planes, see ``dv_new_values``), ``dh0`` (None unless
+    ``want_dh0``) and chunk_prep's ``L`` and ``gvec``. hsT, dhsT and dv_new are in qf's dtype, dh0 fp32; ``dht`` (the fp32 d(final
     state) or None) and ``h0`` ride along for the local stage's partial last chunks."""
     device = qf.device
     Ttot = qf.shape[0]
@@ -134,7 +143,7 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     # bwd_dstates' first step uses d(final state) unrounded (docs/backward.md, "Precision").
     hsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device)
     dhsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device)
-    dv_new = torch.empty(vf.shape, dtype=torch.float32, device=device)
+    dv_new = torch.empty(Ttot, HV, 256, dtype=qf.dtype, device=device)   # planes: see dv_new_values
     dh0 = torch.empty(lay.num_seqs, HV, 128, 128, dtype=torch.float32, device=device) if want_dh0 else None
     # one CP split (cp.plan) for both passes: the reverse pass warms up after each segment
     seg_chunks = cp_plan.segment_chunks(problem, cp, device)

@@ -179,9 +179,14 @@ FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace
  *
  * fgdn_backward_dstates: the reverse pass. Given do [total_tokens, HV, 128] and d(final state)
  * (NULL: zero) (q, k, d_out, L and gate_vectors are read with TMA: 16-byte aligned), writes the gradient of the state at the end of every chunk, transposed, into
- * `chunk_dstates_t` [num_chunks, HV, 128, 128] in `dtype`, dv_new of every token into `dv_new` (fp32)
+ * `chunk_dstates_t` [num_chunks, HV, 128, 128] in `dtype`, dv_new of every token into `dv_new`
  * and, when `d_initial_state` is non-NULL, the gradient of the initial state [N, HV, 128, 128]
  * fp32 (sequences with no tokens pass d(final state) through).
+ * `dv_new` [total_tokens, HV, 256] in `dtype` (16-byte aligned) holds the fp32 dv_new as two
+ * planes per half of V: elements [128 h, 128 h + 64) the high part bf16(x) (fp16 for fp16) of
+ * V columns [64 h, 64 h + 64), elements [128 h + 64, 128 h + 128) the low part x - high. The low
+ * planes are written only for each sequence's last chunk when it is partial (the only rows
+ * fgdn_backward_chunk_grads reads them for); elsewhere they are left as they were.
  */
 typedef struct fgdn_backward_dstates_args {
   fgdn_dtype dtype;             /* q, k, d_out, L */
@@ -196,7 +201,7 @@ typedef struct fgdn_backward_dstates_args {
                                    the norm factors and the scale reach the reverse pass through it */
   const float* d_final_state;   /* or NULL (zero) */
   void* chunk_dstates_t;        /* in dtype */
-  void* dv_new;                 /* fp32 */
+  void* dv_new;                 /* in dtype, high / low planes (above) */
   float* d_initial_state;       /* or NULL (not written) */
   int cp_segment_chunks;        /* intra-card CP as in fgdn_forward (0: off) */
   float cp_tolerance;           /* as in fgdn_forward; the warm-up runs after a segment's end */
@@ -246,7 +251,7 @@ typedef struct fgdn_backward_chunk_grads_args {
   const void* chunk_dstates_t;  /* in dtype (fgdn_backward_dstates) */
   const float* initial_state;   /* NULL (zero) or the forward's h0: a sequence of one (partial)
                                    chunk takes its state from it in fp32 */
-  const float* dv_new;
+  const void* dv_new;           /* fgdn_backward_dstates' planes, in dtype */
   const float* d_final_state;   /* NULL (zero) or the one given to fgdn_backward_dstates: a
                                    sequence's partial last chunk takes <S, dS'> from it in fp32 */
   int gva_sum;                  /* dq / dk layout, see above */

@@ -228,17 +228,18 @@ def build(dtype: str, last: bool):
                 # straight-line instructions), and the masked, clamped loads below cost several
                 # times the instructions.
                 if not last:
-                    # cp.async: the five tiles are in flight together, with no register staging,
-                    # while the fp32 tiles below go through registers (conversions)
+                    # cp.async, one group per copy, in the order of first use: the first GEMMs
+                    # wait for Q, K, L only (ptx_wait_group(6) below) and run while S, dV_new, V,
+                    # dO and dS' are still arriving; each later phase waits for its own tiles
                     T.async_copy(q[t0:t0 + C, hk, 0:D], q_s)
                     T.async_copy(k[t0:t0 + C, hk, 0:D], k_s)
-                    T.async_copy(v[t0:t0 + C, hv, 0:D], v_s)
-                    T.async_copy(dout[t0:t0 + C, hv, 0:D], do_s)
                     T.async_copy(L[t0:t0 + C, hv, 0:C], l_s)      # exactly lower triangular (chunk_prep)
                     T.async_copy(hsT[chunk, hv, 0:D, 0:D], sh_s)
-                    T.async_copy(dhsT[chunk, hv, 0:D, 0:D], sl_s)
                     T.async_copy(dvnew[t0:t0 + C, hv, 0:D // 2], dvn_s[:, 0:D // 2])
                     T.async_copy(dvnew[t0:t0 + C, hv, D:D + D // 2], dvn_s[:, D // 2:D])
+                    T.async_copy(v[t0:t0 + C, hv, 0:D], v_s)
+                    T.async_copy(dout[t0:t0 + C, hv, 0:D], do_s)
+                    T.async_copy(dhsT[chunk, hv, 0:D, 0:D], sl_s)
                 else:
                     for i, j in T.Parallel(C, D):
                         q_s[i, j] = T.if_then_else(i < nvalid, q[T.min(t0 + i, Ttot - 1), hk, j], T.cast(0, dtype))
@@ -264,7 +265,7 @@ def build(dtype: str, last: bool):
                     b_s[i] = T.if_then_else(i < nvalid, beta[T.min(t0 + i, Ttot - 1), hv], 0.0)
                     rq_s[i] = T.if_then_else(has_norm > 0, rq[T.min(t0 + i, NRT - 1), hk], 1.0)
                     rk_s[i] = T.if_then_else(has_norm > 0, rk[T.min(t0 + i, NRT - 1), hk], 1.0)
-                T.ptx_wait_group(0)
+                T.ptx_wait_group(0 if last else 6)     # Q, K, L
                 T.sync_threads()
 
                 # ---- K K^T, Q K^T; Au ----
@@ -274,6 +275,8 @@ def build(dtype: str, last: bool):
                     au_s[i, j] = T.cast(
                         T.cast(l_s[i, j], acc) * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j],
                         dtype)
+                if not last:
+                    T.ptx_wait_group(2)                 # S, dV_new, V
                 T.sync_threads()
 
                 # ---- dR = Au^T dV_new (= dv); X = K S; R; dgc (w term) ----
@@ -326,6 +329,8 @@ def build(dtype: str, last: bool):
                     T.reduce_sum(red_f, row2_f, dim=1)
                     for i in T.Parallel(C):
                         dpd_s[i] = row2_f[i] + T.cast(au_s[i, i], acc) * rlo_s[i]
+                if not last:
+                    T.ptx_wait_group(1)                 # dO
                 T.sync_threads()
                 T.gemm(do_s, vn_s, dp_f, transpose_B=True, clear_accum=True)
 
@@ -405,8 +410,7 @@ def build(dtype: str, last: bool):
                     add_rows(y_f, dq, t0, nvalid, hk)
                 else:
                     store_rows(y_f, dq, t0, nvalid, hv)
-                if last:
-                    T.ptx_wait_group(0)
+                T.ptx_wait_group(0)                     # dS' (the last-chunk kernel: its copy above)
                 T.sync_threads()
 
                 # ---- <S, dS'> row-pair partials (dg's exp(gl) <S, dS'> term)

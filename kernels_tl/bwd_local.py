@@ -133,7 +133,20 @@ def build(dtype: str, last: bool):
         gva_sum: T.int32,
         scale: T.float32,
     ):
-        with T.Kernel(NS1 - 1 if last else NCG, HV, threads=512) as (item, hv):
+        # The full-chunk kernel's grid is 1-D, value head fastest: the value heads of a GVA group
+        # (and the rest of the chunk's heads) run side by side, so the group's Q and K tiles come
+        # from L2 after the first CTA reads them (chunk-major, a group's heads ran a wave or more
+        # apart).
+        with T.Kernel(*((NS1 - 1, HV) if last else (NCG * HV,)), threads=512) as ids:
+            idl = T.alloc_local((2,), "int32")   # (item, value head), computed once (see hk below)
+            if last:
+                idl[0] = ids[0]
+                idl[1] = ids[1]
+            else:
+                idl[0] = ids // HV
+                idl[1] = ids % HV
+            item = idl[0]
+            hv = idl[1]
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")
             s_from_h0 = False

@@ -172,6 +172,9 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
                "every tensor except the norm factors must be non-NULL");
   const int dt = a->dtype == FGDN_BF16 ? 0 : 1;
   const fgdn_seqs& s = a->seqs;
+  // bwd_local's grid is 1-D over (chunk, value head)
+  FGDN_REQUIRE((long long)s.num_chunks * a->num_v_heads <= 0x7fffffffLL,
+               "num_chunks * num_v_heads (%lld) must be < 2^31", (long long)s.num_chunks * a->num_v_heads);
   const bool norm = a->q_norm_factor != nullptr;
   float* spare = const_cast<float*>(a->gate_vectors);  // never read without the norm / varlen
   // GVA sums: value heads add into their q/k head's rows (float atomics) of zeroed buffers

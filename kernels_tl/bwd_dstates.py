@@ -5,18 +5,21 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
 (segment, V half, value head), grid (2 * segments, HV), 256 threads = 2 warpgroups.
 
   inputs by TMA, issued by WG1, two rings: A = q, k [64,128] (NA deep; read by both warpgroups),
-  B = dO [64,64] (this CTA's half of V), L [64,64] (128B-swizzled) and the chunk's gate table
-  (chunk_prep's rows GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_GC, GV_MISC: every per-token factor,
+  B = dO [64,64] (this CTA's half of V), chunk_prep's gated WY tile Aw [64,64] (the forward's:
+  read through `wy`, the input-dtype view of the gate-vector table) and the chunk's gate table
+  (chunk_prep's rows GV_EG, GV_KF, GV_RQS, GV_RK, GV_RA, GV_GC, GV_MISC: every per-token factor,
   0 past the sequence end, so rows of a tile that belong to the next sequence drop out) (NB deep).
 
   WG1 prep, one chunk ahead of WG0 (nothing here depends on the state gradient):
-      Aw = diag(exp(gc)) L diag(beta rk)   ->  -w = -(Aw K)          wgmma RS m64n128k64 -> smem [t][k]
+      -w~ = Aw K  (Aw = (G * L) diag(cw): -w itself, or for bf16 rank-1 chunks -w / a_t, the
+                   row factor left out as in the forward)          wgmma SS m64n128k64 -> smem [t][k]
+          (until this session prep formed Aw from L in registers: ~110 instructions a chunk on
+          the critical path; ncu had the state warpgroup waiting for prep 27% of its time)
       P^T = (K Q^T)[s <= t] * exp(gc_t - gc_s) rk_s rq_t scale       wgmma SS m64n64k128
       dvl = P^T dO                                                    wgmma RS m64n64k64  -> smem fp32 [s][v]
           (a sequence's last partial chunk: + (P_tt - bf16(P_tt)) dO_t, P's diagonal in fp32)
       dO~ = diag(exp(gc) rq scale) dO                                 smem [t][v]
-      (G_ts exp(gc_s) = exp(gc_t), so Aw needs no per-element exp; P^T's gate ratio is
-      a_t / a_s from chunk_prep's a_t = exp(gc_t - r) while the chunk decays by less than 80,
+      (P^T's gate ratio is a_t / a_s from chunk_prep's a_t = exp(gc_t - r) while the chunk decays by less than 80,
       else one exp per element)
 
   WG0 state (holds dS^T [64 V cols x 128 K] fp32 in registers), per chunk, last to first:
@@ -25,7 +28,8 @@ The mirror of the forward's recurrence (fused_fwd), with the same structure: one
           chunk, where dS^T = d(final state) as given, + dS_lo^T K^T: a lone token's dbeta is one
           dot product of dv_new with v - w S, and a bf16-rounded operand would cost it most of
           its digits)
-      dS^T = exp(gc_last) dS^T + dO~^T Q + dv_new^T (-w)              wgmma SS m64n128k64 (A^T), RS m64n128k64
+      dS^T = exp(gc_last) dS^T + dO~^T Q + (dv_new diag(a))^T (-w~)   wgmma SS m64n128k64 (A^T), RS m64n128k64
+          (a = 1 for fp16 and for chunks past the rank-1 limit)
       dv_new -> dvnew[token, hv, 128 V half + (0: bf16(dv_new) | 64: dv_new - bf16(dv_new))] in the
           input dtype (own chunks): a full chunk writes the high plane only (all that the per-chunk
           gradients of a full chunk read), staged [t][v] in an 8 KB tile and stored by TMA under
@@ -62,7 +66,7 @@ layout (M thus transposed, as cp_combine reads it), the kind to kinds[seg, hv].
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, GV_ROWS, GV_TABLE_ROWS, GV_GC, GV_MISC, GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK, GV_RA
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_TABLE_ROWS, GV_GC, GV_MISC, GV_EG, GV_KF, GV_RQS, GV_RK, GV_RA, GV_WY_AW
 from common import KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
 
 NAME = "bwd_dstates"
@@ -86,11 +90,12 @@ def build(dtype: str, summary: bool = False):
     NSEG = T.dynamic("NSEG")   # rows of seg_dstates (CP items with exact_cp, else 1) / of summ, kinds
     C = CHUNK
     D = HEAD_DIM
+    fold_rows = dtype == "bfloat16"   # chunk_prep's WY tiles leave a_t off their rows (bf16), see common.py
     DV = HEAD_DIM // 2
     acc = "float32"
 
     @T.macro
-    def reverse_pass(q, k, dout, L, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, dhsT, dvnew, dh0,
+    def reverse_pass(q, k, dout, wy, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, dhsT, dvnew, dh0,
                      seg_dstates, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_dht, store_dh0,
                      cp_log_tol, exact_cp):
         with T.Kernel((4 if summary else 2) * num_segs, HV, threads=256) as (bx, hv):
@@ -150,18 +155,17 @@ def build(dtype: str, summary: bool = False):
             q_s = T.alloc_shared((NA, C, D), dtype)
             k_s = T.alloc_shared((NA, C, D), dtype)
             do_s = T.alloc_shared((NB, C, DV), dtype)
-            L_s = T.alloc_shared((NB, C, C), dtype)
+            aw_s = T.alloc_shared((NB, C, C), dtype)     # chunk_prep's gated WY tile Aw (the forward's)
             tab_s = T.alloc_shared((NB, GV_TABLE_ROWS, C), acc)   # the factor rows only
             w_s = T.alloc_shared((2, C, D), dtype)       # -w      [t][k]
             dot_s = T.alloc_shared((2, C, DV), dtype)    # dO~     [t][v] (the GEMM reads it transposed)
             # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
-            dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]
+            dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]; bf16: a_s in the first pad column
             if not summary:
                 dvh_s = T.alloc_shared((C, DV), dtype)   # bf16(dv_new) [t][v], on its way to dvnew
             kf_s = T.alloc_shared((2, C), acc)
             pd_s = T.alloc_shared((C,), acc)             # P_tt - bf16(P_tt): a last partial chunk only
             egl_s = T.alloc_shared((2, 1), acc)
-            T.annotate_layout({L_s: tilelang.layout.make_swizzled_layout(L_s)})
 
             fullA, emptyA, fullB, emptyB, pfull, pempty = ring_barriers(NA, NB)
             if summary:
@@ -178,8 +182,10 @@ def build(dtype: str, summary: bool = False):
                     ds_lo = T.alloc_fragment((DV, D), dtype)
                     dvt = T.alloc_fragment((DV, C), acc)         # dv_new^T [v][t]
                     dvl_f = T.alloc_fragment((DV, C), acc)
-                    dvn_bf = T.alloc_fragment((DV, C), dtype)
+                    dvn_bf = T.alloc_fragment((DV, C), dtype)   # the update GEMM's operand
                     kf_f = T.alloc_fragment((C,), acc)
+                    if fold_rows:
+                        ra_f = T.alloc_fragment((C,), acc)
                     egl = T.alloc_local((1,), acc)
 
                     from_end = c_hi == nct - 1                   # starts at the true end: d(final state)
@@ -237,6 +243,9 @@ def build(dtype: str, summary: bool = False):
                         for v, t in T.Parallel(DV, C):
                             dvl_f[v, t] = dvl_s[st, t, v]
                         T.copy(kf_s[st, :], kf_f)
+                        if fold_rows:
+                            for t in T.Parallel(C):
+                                ra_f[t] = dvl_s[st, t, DV]
                         T.wait_wgmma(1)
                         if summary:
                             for v, t in T.Parallel(DV, C):
@@ -244,8 +253,15 @@ def build(dtype: str, summary: bool = False):
                         else:
                             for v, t in T.Parallel(DV, C):
                                 dvt[v, t] = dvt[v, t] * kf_f[t] + dvl_f[v, t]
-                        for v, t in T.Parallel(DV, C):
-                            dvn_bf[v, t] = dvt[v, t]
+                        # -w = diag(a) (Aw K) for bf16 (chunk_prep's tile leaves a_t out, as the
+                        # forward folds it into v~): a_t goes onto dv_new's columns here, on this
+                        # warpgroup, which waits for prep anyway (prep is the critical path)
+                        if fold_rows:
+                            for v, t in T.Parallel(DV, C):
+                                dvn_bf[v, t] = dvt[v, t] * ra_f[t]
+                        else:
+                            for v, t in T.Parallel(DV, C):
+                                dvn_bf[v, t] = dvt[v, t]
                         T.wgmma_gemm(dvn_bf, w_s[st, :, :], dst)
                         if not summary:
                             if own:
@@ -253,14 +269,14 @@ def build(dtype: str, summary: bool = False):
                                 # chunk's store has read dvh_s (tma_store_wait at this chunk's start)
                                 if nvalid == C:
                                     for v, t in T.Parallel(DV, C):
-                                        dvh_s[t, v] = dvn_bf[v, t]
+                                        dvh_s[t, v] = T.cast(dvt[v, t], dtype)
                                     T.tma_copy(dvh_s, dvnew[t0:t0 + C, hv, 2 * c0:2 * c0 + DV])
                                 else:
                                     for v, t in T.Parallel(DV, C):
                                         if t < nvalid:
-                                            dvnew[t0 + t, hv, 2 * c0 + v] = dvn_bf[v, t]
-                                            dvnew[t0 + t, hv, 2 * c0 + DV + v] = T.cast(
-                                                dvt[v, t] - T.cast(dvn_bf[v, t], acc), dtype)
+                                            dvh = T.cast(dvt[v, t], dtype)
+                                            dvnew[t0 + t, hv, 2 * c0 + v] = dvh
+                                            dvnew[t0 + t, hv, 2 * c0 + DV + v] = T.cast(dvt[v, t] - T.cast(dvh, acc), dtype)
                         T.wait_wgmma(0)
                         T.barrier_arrive(pempty[st])
                         if summary:
@@ -287,14 +303,10 @@ def build(dtype: str, summary: bool = False):
 
                 else:
                     # ------------- WG1: prep (one chunk ahead of WG0) and the TMA loads -------------
-                    Lb = T.alloc_fragment((C, C), dtype)
-                    Aw = T.alloc_fragment((C, C), dtype)
                     wacc = T.alloc_fragment((C, D), acc)
                     pacc = T.alloc_fragment((C, C), acc)         # (K Q^T)[s][t]
                     ptb = T.alloc_fragment((C, C), dtype)
                     dvacc = T.alloc_fragment((C, DV), acc)       # P^T dO [s][v]
-                    eg_f = T.alloc_fragment((C,), acc)           # row factors (t)
-                    brk_f = T.alloc_fragment((C,), acc)          # column factors (s)
                     gr_f = T.alloc_fragment((C,), acc)           # gc by row (s)
                     gcol_f = T.alloc_fragment((C,), acc)         # gc by column (t)
                     rk_f = T.alloc_fragment((C,), acc)
@@ -305,7 +317,7 @@ def build(dtype: str, summary: bool = False):
                         T.tma_copy(k[tokh - j * C:tokh - j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
                         T.barrier_arrive(fullA[j])
                         T.tma_copy(dout[tokh - j * C:tokh - j * C + C, hv, c0:c0 + DV], do_s[j, :, :], barrier=fullB[j])
-                        T.tma_copy(L[tokh - j * C:tokh - j * C + C, hv, 0:C], L_s[j, :, :], barrier=fullB[j])
+                        T.tma_copy(wy[gch - j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[j, :, :], barrier=fullB[j])
                         T.tma_copy(gvec[gch - j, hv, 0:GV_TABLE_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
                         T.barrier_arrive(fullB[j])
 
@@ -318,13 +330,9 @@ def build(dtype: str, summary: bool = False):
                         pb = (i // NB) % 2
                         T.barrier_wait(fullB[sb], pb)
                         T.barrier_wait(fullA[sa], pa)
-                        T.copy(tab_s[sb, GV_EG, :], eg_f)
-                        T.copy(tab_s[sb, GV_BRK, :], brk_f)
-                        T.copy(L_s[sb, :, :], Lb)
-                        # L is exactly lower triangular; rows past the end have exp(gc) = 0 here
-                        for t, s in T.Parallel(C, C):
-                            Aw[t, s] = T.cast(Lb[t, s], acc) * eg_f[t] * brk_f[s]
-                        T.wgmma_gemm(Aw, k_s[sa, :, :], wacc, clear_accum=True)
+                        # -w (up to a_t, bf16) = Aw K from chunk_prep's tile: Aw = (G * L) diag(cw),
+                        # cw = -exp(.) beta rk, 0 past the sequence end (beta = 0 there)
+                        T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
                         T.wgmma_gemm(k_s[sa, :, :], q_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
                         T.copy(tab_s[sb, GV_GC, :], gr_f)
                         T.copy(tab_s[sb, GV_GC, :], gcol_f)
@@ -344,11 +352,15 @@ def build(dtype: str, summary: bool = False):
                                     T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]), dtype)
                         if tx - 128 < C:
                             kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
+                            if fold_rows:
+                                # a_t, the row factor Aw's tile leaves out: in dvl_s's padding (no
+                                # shared memory is left for a buffer of its own)
+                                dvl_s[st, tx - 128, DV] = tab_s[sb, GV_RA, tx - 128]
                         if tx == 128:
                             egl_s[st, 0] = tab_s[sb, GV_MISC, 0]
                         T.wait_wgmma(1)
                         for t, kk in T.Parallel(C, D):
-                            w_s[st, t, kk] = T.cast(-wacc[t, kk], dtype)
+                            w_s[st, t, kk] = T.cast(wacc[t, kk], dtype)
                         T.wait_wgmma(0)
                         # rows past the end: rq scale = 0 masks their columns t (and s <= t).
                         # exp(gc_t - gc_s) = a_t / a_s (chunk_prep's a_t = exp(gc_t - r)) while the
@@ -391,7 +403,7 @@ def build(dtype: str, summary: bool = False):
                             T.barrier_wait(emptyB[sb], pb)
                             T.tma_copy(dout[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, c0:c0 + DV], do_s[sb, :, :],
                                        barrier=fullB[sb])
-                            T.tma_copy(L[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, 0:C], L_s[sb, :, :], barrier=fullB[sb])
+                            T.tma_copy(wy[gch - i - 2, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[sb, :, :], barrier=fullB[sb])
                             T.tma_copy(gvec[gch - i - 2, hv, 0:GV_TABLE_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
                             T.barrier_arrive(fullB[sb])
                             if i >= 1:
@@ -408,7 +420,7 @@ def build(dtype: str, summary: bool = False):
             q: T.Tensor((Ttot, H, D), dtype),
             k: T.Tensor((Ttot, H, D), dtype),
             dout: T.Tensor((Ttot, HV, D), dtype),
-            L: T.Tensor((Ttot, HV, C), dtype),
+            wy: T.Tensor((NCG, HV, 2 * GV_ROWS, C), dtype),   # gvec's memory in the input dtype (the WY tiles)
             gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
             stats: T.Tensor((NCG, HV, 2), "float32"),
             dht: T.Tensor((NST, HV, D, D), "float32"),
@@ -424,7 +436,7 @@ def build(dtype: str, summary: bool = False):
             has_dht: T.int32,
             cp_log_tol: T.float32,
         ):
-            reverse_pass(q, k, dout, L, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, None, None, None,
+            reverse_pass(q, k, dout, wy, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, None, None, None,
                          None, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_dht, None, cp_log_tol, None)
 
         return bwd_cp_summary
@@ -434,7 +446,7 @@ def build(dtype: str, summary: bool = False):
         q: T.Tensor((Ttot, H, D), dtype),
         k: T.Tensor((Ttot, H, D), dtype),
         dout: T.Tensor((Ttot, HV, D), dtype),
-        L: T.Tensor((Ttot, HV, C), dtype),
+        wy: T.Tensor((NCG, HV, 2 * GV_ROWS, C), dtype),       # gvec's memory in the input dtype (the WY tiles)
         gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
         stats: T.Tensor((NCG, HV, 2), "float32"),
         dht: T.Tensor((NST, HV, D, D), "float32"),
@@ -454,7 +466,7 @@ def build(dtype: str, summary: bool = False):
         cp_log_tol: T.float32,
         exact_cp: T.int32,
     ):
-        reverse_pass(q, k, dout, L, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, dhsT, dvnew, dh0,
+        reverse_pass(q, k, dout, wy, gvec, stats, dht, cu_seqlens, chunk_offsets, seg_offsets, dhsT, dvnew, dh0,
                      seg_dstates, None, None, seq_len, num_seqs, seg_chunks, num_segs, has_dht, store_dh0,
                      cp_log_tol, exact_cp)
 

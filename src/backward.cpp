@@ -10,7 +10,7 @@
 namespace flashgdn {
 namespace {
 
-using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* L, void* gvec, void* stats, void* dht,
+using DStatesLaunch = int (*)(void* q, void* k, void* dout, void* wy, void* gvec, void* stats, void* dht,
                               void* cu_seqlens, void* chunk_offsets, void* seg_offsets, void* dhsT, void* dvnew,
                               void* dh0, void* seg_dstates, int seq_len, int num_seqs, int seg_chunks,
                               int num_segs, int has_dht, int store_dh0, float cp_log_tol, int exact_cp, int Ttot,
@@ -79,9 +79,8 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   FGDN_REQUIRE(a != nullptr, "args is NULL");
   FGDN_TRY(check_common(a->dtype, a->seqs, a->num_qk_heads, a->num_v_heads));
   const bool have_tokens = a->seqs.total_tokens > 0 && a->seqs.num_chunks > 0;
-  FGDN_REQUIRE(!have_tokens || (a->q && a->k && a->d_out && a->L && a->gate_vectors &&
-                                a->chunk_dstates_t && a->dv_new),
-               "q, k, d_out, L, gate_vectors, chunk_dstates_t and dv_new must be non-NULL");
+  FGDN_REQUIRE(!have_tokens || (a->q && a->k && a->d_out && a->gate_vectors && a->chunk_dstates_t && a->dv_new),
+               "q, k, d_out, gate_vectors, chunk_dstates_t and dv_new must be non-NULL");
   const fgdn_seqs& s = a->seqs;
   if (!have_tokens) {
     // Every sequence is empty: d(initial state) = d(final state).
@@ -108,9 +107,9 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
                "workspace must be a non-NULL, 256-byte aligned device pointer");
   FGDN_REQUIRE(2 * num_segs <= 0x7fffffffLL, "too many CP segments (%lld)", num_segs);
   const float cp_log_tol = a->cp_tolerance > 0.f ? std::log(a->cp_tolerance) : -INFINITY;
-  FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->d_out) && aligned16(a->L) &&
-                   aligned16(a->gate_vectors) && aligned16(a->dv_new),
-               "q, k, d_out, L, gate_vectors and dv_new must be 16-byte aligned (the kernel moves them with TMA)");
+  FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->d_out) && aligned16(a->gate_vectors) &&
+                   aligned16(a->dv_new),
+               "q, k, d_out, gate_vectors and dv_new must be 16-byte aligned (the kernel moves them with TMA)");
   const auto& kern = kDStates[a->dtype == FGDN_BF16 ? 0 : 1];
   // Without d(final state) or without dh0 the kernel still needs a valid pointer it never touches.
   float* spare = const_cast<float*>(a->gate_vectors);
@@ -136,7 +135,6 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
     x.q = a->q;
     x.k = a->k;
     x.d_out = a->d_out;
-    x.L = a->L;
     x.gate_vectors = a->gate_vectors;
     x.chunk_stats = a->chunk_stats;
     x.d_final_state = a->d_final_state;
@@ -147,7 +145,8 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
     FGDN_TRY(run_bwd_cp_exact(x, stream));
   }
   int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->d_out),
-                       const_cast<void*>(a->L), const_cast<float*>(a->gate_vectors),
+                       // wy: the gated WY tiles at the end of the gate-vector table (input dtype)
+                       const_cast<float*>(a->gate_vectors), const_cast<float*>(a->gate_vectors),
                        a->chunk_stats ? const_cast<float*>(a->chunk_stats) : spare,
                        a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
                        or_valid(s.cu_seqlens, a->gate_vectors), or_valid(s.chunk_offsets, a->gate_vectors),

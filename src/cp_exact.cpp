@@ -92,8 +92,9 @@ fgdn_status run_bwd_cp_exact(const BwdCpExactLaunch& a, cudaStream_t stream) {
       a.dtype_fp16 ? fgdn_bwd_cp_summary_fp16_bfp32_last_error : fgdn_bwd_cp_summary_bf16_bfp32_last_error;
   const fgdn_seqs& s = a.seqs;
   const void* any = a.gate_vectors;   // for pointers read in some modes only (varlen, dht)
-  int rc = launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.d_out), const_cast<void*>(a.L),
-                  const_cast<float*>(a.gate_vectors), const_cast<float*>(a.chunk_stats),
+  int rc = launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.d_out),
+                  // wy: the gated WY tiles at the end of the gate-vector table (read in the input dtype)
+                  const_cast<float*>(a.gate_vectors), const_cast<float*>(a.gate_vectors), const_cast<float*>(a.chunk_stats),
                   or_valid(a.d_final_state, any), or_valid(s.cu_seqlens, any), or_valid(s.chunk_offsets, any),
                   or_valid(a.seg_offsets, any), a.summ, a.kinds, s.seq_len, s.num_seqs, a.seg_chunks,
                   a.num_segs, a.d_final_state != nullptr, a.cp_log_tol, s.total_tokens, a.num_qk_heads,

@@ -66,7 +66,7 @@ struct BwdCpExactLaunch {
   fgdn_seqs seqs;
   const int32_t* seg_offsets;
   int seg_chunks, num_segs, num_qk_heads, num_v_heads;
-  const void *q, *k, *d_out, *L;
+  const void *q, *k, *d_out;
   const float* gate_vectors;
   const float* chunk_stats;
   const float* d_final_state;   // or NULL

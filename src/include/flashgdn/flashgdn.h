@@ -178,7 +178,7 @@ FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace
  * varlen needs `seqs.chunk_offsets` (as for fgdn_chunk_prep).
  *
  * fgdn_backward_dstates: the reverse pass. Given do [total_tokens, HV, 128] and d(final state)
- * (NULL: zero) (q, k, d_out, L and gate_vectors are read with TMA: 16-byte aligned), writes the gradient of the state at the end of every chunk, transposed, into
+ * (NULL: zero) (q, k, d_out and gate_vectors are read with TMA: 16-byte aligned), writes the gradient of the state at the end of every chunk, transposed, into
  * `chunk_dstates_t` [num_chunks, HV, 128, 128] in `dtype`, dv_new of every token into `dv_new`
  * and, when `d_initial_state` is non-NULL, the gradient of the initial state [N, HV, 128, 128]
  * fp32 (sequences with no tokens pass d(final state) through).
@@ -189,14 +189,15 @@ FGDN_API fgdn_status fgdn_forward(const fgdn_forward_args* args, void* workspace
  * fgdn_backward_chunk_grads reads them for); elsewhere they are left as they were.
  */
 typedef struct fgdn_backward_dstates_args {
-  fgdn_dtype dtype;             /* q, k, d_out, L */
+  fgdn_dtype dtype;             /* q, k, d_out */
   fgdn_seqs seqs;
   int num_qk_heads;
   int num_v_heads;
   const void* q;
   const void* k;
   const void* d_out;
-  const void* L;
+  const void* L;                /* not read (may be NULL): the reverse pass takes the gated WY tile
+                                   Aw from gate_vectors; kept so that callers need not change */
   const float* gate_vectors;   /* fgdn_chunk_prep's, made with the forward's scale and norm: beta,
                                    the norm factors and the scale reach the reverse pass through it */
   const float* d_final_state;   /* or NULL (zero) */

@@ -3,7 +3,8 @@ the chunk's inputs, the state at its start and the state gradient at its end (re
 flashgdn.reference_bwd.chunk_local_grads, which spells out the same algebra).
 
 Two kernels from one program (build(last=...)): `bwd_local`, one CTA per (full chunk, value
-head), grid (NC, HV), a partial chunk exits at once; and `bwd_local_last`, one CTA per
+head), 1-D grid NC * HV with the value head fastest (a GVA group's CTAs share Q, K in L2), a
+partial chunk exits at once; and `bwd_local_last`, one CTA per
 (sequence, value head), grid (N, HV), for the sequence's last chunk when partial (row-masked
 tiles, rows past the end read as 0; the fp32 diagonal terms below). Keeping that code out of the
 hot kernel cut it from 10.8k to 7.1k instructions and 21% of its time (instruction fetch).

@@ -54,13 +54,21 @@ fgdn_status check_common(fgdn_dtype dtype, const fgdn_seqs& s, int H, int HV) {
 }
 
 // The reverse pass's workspace: the exact CP correction's scratch (at 0), then, for varlen calls
-// that pass no seg_offsets, the per-sequence offsets seq_plan makes (at *offsets_off).
-size_t dstates_workspace(const fgdn_backward_dstates_args& a, const CpSplit& cp, size_t* offsets_off) {
-  size_t bytes = cp.bytes;
-  *offsets_off = align256(bytes);
-  if (a.seqs.seq_len == 0 && a.seg_offsets == nullptr)
-    bytes = *offsets_off + 2 * align256((size_t)(a.seqs.num_seqs + 1) * sizeof(int32_t));
-  return bytes;
+// that pass no seg_offsets, the chunk and segment offsets seq_plan makes.
+struct DStatesWorkspace {
+  size_t chunk_offsets_off = 0, seg_offsets_off = 0, bytes = 0;
+};
+
+DStatesWorkspace dstates_workspace(const fgdn_backward_dstates_args& a, const CpSplit& cp) {
+  DStatesWorkspace w;
+  w.bytes = cp.bytes;
+  if (a.seqs.seq_len == 0 && a.seg_offsets == nullptr) {
+    const size_t offsets_bytes = align256((size_t)(a.seqs.num_seqs + 1) * sizeof(int32_t));
+    w.chunk_offsets_off = align256(w.bytes);
+    w.seg_offsets_off = w.chunk_offsets_off + offsets_bytes;
+    w.bytes = w.seg_offsets_off + offsets_bytes;
+  }
+  return w;
 }
 
 }  // namespace
@@ -69,9 +77,8 @@ size_t dstates_workspace(const fgdn_backward_dstates_args& a, const CpSplit& cp,
 extern "C" size_t fgdn_backward_dstates_workspace_size(const fgdn_backward_dstates_args* a) {
   using namespace flashgdn;
   if (a == nullptr) return 0;
-  size_t offsets_off;
-  return dstates_workspace(*a, plan_cp_split(a->seqs, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0),
-                           &offsets_off);
+  return dstates_workspace(*a, plan_cp_split(a->seqs, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0))
+      .bytes;
 }
 
 extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a, cudaStream_t stream) {
@@ -99,8 +106,8 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   const CpSplit plan = plan_cp_split(s, a->cp_segment_chunks, a->num_v_heads, a->cp_restart_only != 0);
   const int seg_chunks = plan.seg_chunks;
   const long long num_segs = plan.num_segs;
-  size_t offsets_off;
-  const size_t ws_bytes = dstates_workspace(*a, plan, &offsets_off);
+  const DStatesWorkspace wsp = dstates_workspace(*a, plan);
+  const size_t ws_bytes = wsp.bytes;
   FGDN_REQUIRE(a->workspace_bytes >= ws_bytes, "workspace too small: %zu bytes, need %zu (fgdn_backward_dstates_workspace_size)",
                a->workspace_bytes, ws_bytes);
   FGDN_REQUIRE(ws_bytes == 0 || (a->workspace != nullptr && (reinterpret_cast<uintptr_t>(a->workspace) % 256) == 0),
@@ -111,13 +118,14 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
                    aligned16(a->dv_new),
                "q, k, d_out, gate_vectors and dv_new must be 16-byte aligned (the kernel moves them with TMA)");
   const auto& kern = kDStates[a->dtype == FGDN_BF16 ? 0 : 1];
-  // Without d(final state) or without dh0 the kernel still needs a valid pointer it never touches.
-  float* spare = const_cast<float*>(a->gate_vectors);
+  // Pointers the kernel touches only in some modes (stats, dht, dh0, varlen arrays, seg_dstates)
+  // still have to be valid addresses.
+  const void* any = a->gate_vectors;
   const bool io_state = a->d_final_state || a->d_initial_state;
   const int32_t* seg_offsets = a->seg_offsets;
   if (s.seq_len == 0 && seg_offsets == nullptr) {   // the same kernel fgdn_forward plans varlen with
-    int32_t* chunk_offsets = reinterpret_cast<int32_t*>(static_cast<char*>(a->workspace) + offsets_off);
-    int32_t* segs = chunk_offsets + align256((size_t)(s.num_seqs + 1) * sizeof(int32_t)) / sizeof(int32_t);
+    int32_t* chunk_offsets = reinterpret_cast<int32_t*>(static_cast<char*>(a->workspace) + wsp.chunk_offsets_off);
+    int32_t* segs = reinterpret_cast<int32_t*>(static_cast<char*>(a->workspace) + wsp.seg_offsets_off);
     FGDN_TRY(run_seq_plan(s.cu_seqlens, chunk_offsets, segs, s.num_seqs, seg_chunks, stream));
     seg_offsets = segs;
   }
@@ -147,11 +155,9 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   int rc = kern.launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->d_out),
                        // wy: the gated WY tiles at the end of the gate-vector table (input dtype)
                        const_cast<float*>(a->gate_vectors), const_cast<float*>(a->gate_vectors),
-                       a->chunk_stats ? const_cast<float*>(a->chunk_stats) : spare,
-                       a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
-                       or_valid(s.cu_seqlens, a->gate_vectors), or_valid(s.chunk_offsets, a->gate_vectors),
-                       or_valid(seg_offsets, a->gate_vectors), a->chunk_dstates_t, a->dv_new,
-                       a->d_initial_state ? a->d_initial_state : spare, seg_dstates ? seg_dstates : spare,
+                       or_valid(a->chunk_stats, any), or_valid(a->d_final_state, any), or_valid(s.cu_seqlens, any),
+                       or_valid(s.chunk_offsets, any), or_valid(seg_offsets, any), a->chunk_dstates_t, a->dv_new,
+                       or_valid(a->d_initial_state, any), or_valid(seg_dstates, any),
                        s.seq_len, s.num_seqs, seg_chunks, (int)num_segs, a->d_final_state ? 1 : 0,
                        a->d_initial_state ? 1 : 0, cp_log_tol, /*exact_cp=*/seg_dstates != nullptr, s.total_tokens,
                        a->num_qk_heads, a->num_v_heads, s.num_chunks, io_state ? s.num_seqs : 1, s.num_seqs + 1,
@@ -175,7 +181,7 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
   FGDN_REQUIRE((long long)s.num_chunks * a->num_v_heads <= 0x7fffffffLL,
                "num_chunks * num_v_heads (%lld) must be < 2^31", (long long)s.num_chunks * a->num_v_heads);
   const bool norm = a->q_norm_factor != nullptr;
-  float* spare = const_cast<float*>(a->gate_vectors);  // never read without the norm / varlen
+  const void* any = a->gate_vectors;   // for pointers read in some modes only (norm, varlen, dht, h0)
   // GVA sums: value heads add into their q/k head's rows (float atomics) of zeroed buffers
   const bool gva_sum = a->gva_sum != 0 && a->num_v_heads != a->num_qk_heads;
   const int dqk_heads = gva_sum ? a->num_qk_heads : a->num_v_heads;
@@ -192,12 +198,11 @@ extern "C" fgdn_status fgdn_backward_chunk_grads(const fgdn_backward_chunk_grads
     if (!kern) continue;
     int rc = kern->launch(const_cast<void*>(a->q), const_cast<void*>(a->k), const_cast<void*>(a->v),
                           const_cast<void*>(a->d_out), const_cast<void*>(a->L), const_cast<float*>(a->beta),
-                          norm ? const_cast<float*>(a->q_norm_factor) : spare,
-                          norm ? const_cast<float*>(a->k_norm_factor) : spare, const_cast<float*>(a->gate_vectors),
-                          const_cast<void*>(a->chunk_states_t), const_cast<void*>(a->chunk_dstates_t),
-                          const_cast<void*>(a->dv_new), a->d_final_state ? const_cast<float*>(a->d_final_state) : spare,
-                          a->initial_state ? const_cast<float*>(a->initial_state) : spare,
-                          or_valid(s.cu_seqlens, a->gate_vectors), or_valid(s.chunk_offsets, a->gate_vectors), a->dq,
+                          or_valid(a->q_norm_factor, any), or_valid(a->k_norm_factor, any),
+                          const_cast<float*>(a->gate_vectors), const_cast<void*>(a->chunk_states_t),
+                          const_cast<void*>(a->chunk_dstates_t), const_cast<void*>(a->dv_new),
+                          or_valid(a->d_final_state, any), or_valid(a->initial_state, any),
+                          or_valid(s.cu_seqlens, any), or_valid(s.chunk_offsets, any), a->dq,
                           a->dk, a->dv, a->dg, a->dbeta, s.seq_len, s.num_seqs, norm ? 1 : 0,
                           a->d_final_state ? 1 : 0, a->initial_state ? 1 : 0, gva_sum ? 1 : 0, a->scale,
                           s.total_tokens, a->num_qk_heads, a->num_v_heads, norm ? s.total_tokens : 1, s.num_chunks,

@@ -99,18 +99,15 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   const int mode = a.chunk_states_t == nullptr ? 0 : (a.o == nullptr ? 1 : 2);
   const FwdKernel& kern = kFwd[mode][a.variant >= 2 ? 1 : 0];
   const int nst = a.seqs.num_seqs;
+  // h0, ht, varlen arrays, o (mode 1), hsT (mode 0), seg_states: read or written only in some modes
+  const void* any = a.gate_vectors;
   int rc = kern.launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.v),
                        // wy: the gated WY factor tiles at the end of the gate-vector table (the
                        // kernel views that memory in the input dtype)
                        const_cast<float*>(a.gate_vectors), const_cast<float*>(a.gate_vectors),
-                       const_cast<float*>(a.chunk_stats), const_cast<float*>(a.h0),
-                       const_cast<int32_t*>(a.seqs.cu_seqlens), const_cast<int32_t*>(a.seqs.chunk_offsets),
-                       const_cast<int32_t*>(a.seg_offsets),
-                       // o: never touched in mode 1; any valid address then
-                       a.o ? a.o : const_cast<void*>(a.v), a.ht,
-                       // hsT, seg_states: never touched without store_states / exact_cp; any valid address then
-                       a.chunk_states_t ? a.chunk_states_t : static_cast<void*>(const_cast<float*>(a.gate_vectors)),
-                       const_cast<float*>(a.seg_states ? a.seg_states : a.gate_vectors),
+                       const_cast<float*>(a.chunk_stats), or_valid(a.h0, any), or_valid(a.seqs.cu_seqlens, any),
+                       or_valid(a.seqs.chunk_offsets, any), or_valid(a.seg_offsets, any), or_valid(a.o, any),
+                       or_valid(a.ht, any), or_valid(a.chunk_states_t, any), or_valid(a.seg_states, any),
                        /*seq_len=*/a.seqs.seq_len, /*num_seqs=*/a.seqs.num_seqs, /*seg_chunks=*/a.seg_chunks,
                        /*num_segs=*/a.num_segs, /*has_h0=*/a.h0 != nullptr, /*store_final=*/a.ht != nullptr,
                        /*store_states=*/a.chunk_states_t != nullptr,

@@ -158,9 +158,10 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     ws_bytes = ext.backward_dstates_workspace_size(Ttot, lay.num_seqs, lay.seq_len, HV, seg_chunks, not cp_exact)
     ws = torch.empty(max(ws_bytes, 1), dtype=torch.uint8, device=device)
     with torch.cuda.device(device):
-        # beta, the norm factors and the scale reach the reverse pass through gvec (made above)
+        # beta, the norm factors and the scale reach the reverse pass through gvec (made above);
+        # L is not passed (0): the reverse pass reads the gated WY tile in gvec instead
         ext.backward_dstates(dt, Ttot, lay.num_seqs, lay.seq_len, cu, co, nc, H, HV, qf.data_ptr(),
-                             kf.data_ptr(), dof.data_ptr(), L.data_ptr(), gvec.data_ptr(),
+                             kf.data_ptr(), dof.data_ptr(), 0, gvec.data_ptr(),
                              dht.data_ptr() if dht is not None else 0, dhsT.data_ptr(), dv_new.data_ptr(),
                              dh0.data_ptr() if dh0 is not None else 0, stream, seg_chunks, float(cp_tolerance),
                              stats.data_ptr(), 0, ws.data_ptr(), ws_bytes, not cp_exact)

@@ -82,6 +82,13 @@ NAME = "bwd_local"
 # (285 KB instead of 199 KB)
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False, tilelang.PassConfigKey.TL_DISABLE_TMA_LOWER: True}
 DTYPES = ("bfloat16", "float16")
+# Outputs per thread of the row sums (64 x 128 and 64 x 64 tiles: 2) and the column sums (64 x 64:
+# 4), reduced in one batched AllReduce each: one pair of CTA barriers per butterfly level for all
+# of a thread's outputs instead of a pair (and a __syncthreads) per output. Rows are split over the
+# four warpgroups, so every level above the warp is a CTA-wide barrier: ~60 fewer barriers a CTA,
+# bwd_local -6% (docs/perf-notes.md, v7a).
+RB = 2
+CB = 4
 
 
 def build(dtype: str, last: bool):
@@ -303,7 +310,7 @@ def build(dtype: str, last: bool):
                     r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
                     dre_s[i, j] = T.cast(-T.exp(gc_s[i]) * dr_f[i, j], dtype)
                     red_f[i, j] = dr_f[i, j] * x_f[i, j]
-                T.reduce_sum(red_f, row_f, dim=1)
+                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     dgc_s[i] = -T.exp(gc_s[i]) * rk_s[i] * row_f[i]
                 # A sequence's last (partial) chunk only: the diagonal terms in fp32 (dd_s, rlo_s,
@@ -319,14 +326,14 @@ def build(dtype: str, last: bool):
                             + T.cast(dvnew[ti, hv, (j // 64) * 128 + 64 + j % 64], acc)
                         red_f[i, j] = (T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]) \
                             * T.if_then_else(i < nvalid, dvn32, 0.0)
-                    T.reduce_sum(red_f, row2_f, dim=1)
+                    T.reduce_sum(red_f, row2_f, dim=1, batch=RB)
                     for i in T.Parallel(C):
                         dd_s[i] = row2_f[i]
                     # <dO_t, R_t - bf16(R_t)>: what rounding R for the VN GEMM takes from dP's diagonal
                     for i, j in T.Parallel(C, D):
                         r32 = T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]
                         red_f[i, j] = T.cast(do_s[i, j], acc) * (r32 - T.cast(T.cast(r32, dtype), acc))
-                    T.reduce_sum(red_f, row_f, dim=1)
+                    T.reduce_sum(red_f, row_f, dim=1, batch=RB)
                     for i in T.Parallel(C):
                         rlo_s[i] = row_f[i]
                 T.sync_threads()
@@ -340,7 +347,7 @@ def build(dtype: str, last: bool):
                     # with R's rounding put back), for the same reason as dbeta's
                     for i, j in T.Parallel(C, D):
                         red_f[i, j] = T.cast(do_s[i, j], acc) * vn_f[i, j]
-                    T.reduce_sum(red_f, row2_f, dim=1)
+                    T.reduce_sum(red_f, row2_f, dim=1, batch=RB)
                     for i in T.Parallel(C):
                         dpd_s[i] = row2_f[i] + T.cast(au_s[i, i], acc) * rlo_s[i]
                 if not last:
@@ -373,9 +380,9 @@ def build(dtype: str, last: bool):
                     else:
                         qka_s[i, j] = T.cast(dqk * rk_s[j], dtype)
                         qkb_s[i, j] = T.cast(dqk * rq_s[i], dtype)
-                T.reduce_sum(gg_f, row_f, dim=1)
-                T.reduce_sum(gg_f, col_f, dim=0)
-                T.reduce_sum(mb_f, col2_f, dim=0)
+                T.reduce_sum(gg_f, row_f, dim=1, batch=RB)
+                T.reduce_sum(gg_f, col_f, dim=0, batch=CB)
+                T.reduce_sum(mb_f, col2_f, dim=0, batch=CB)
                 for i in T.Parallel(C):
                     dgc_s[i] = dgc_s[i] + row_f[i]
                 for i in T.Parallel(C):
@@ -392,7 +399,7 @@ def build(dtype: str, last: bool):
                     dam = T.if_then_else(j < i, -da_f[i, j], 0.0)
                     red64_f[i, j] = dam * kk_f[i, j] * rk_s[i] * rk_s[j]
                     bm_s[i, j] = b_s[i] * dam
-                T.reduce_sum(red64_f, row2_f, dim=1)
+                T.reduce_sum(red64_f, row2_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     db_s[i] = row2_f[i]
                 T.sync_threads()
@@ -405,7 +412,7 @@ def build(dtype: str, last: bool):
                     T.gemm(do_s, sl_s, y_f)
                 for i, j in T.Parallel(C, D):
                     red_f[i, j] = T.cast(q_s[i, j], acc) * y_f[i, j]
-                T.reduce_sum(red_f, row_f, dim=1)
+                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     dgc_s[i] = dgc_s[i] + scale * T.exp(gc_s[i]) * rq_s[i] * row_f[i]
                 if last:
@@ -446,7 +453,7 @@ def build(dtype: str, last: bool):
                     for i, j in T.Parallel(C, D):
                         red_f[i, j] = T.cast(sh_s[i, j], acc) * T.cast(sl_s[i, j], acc) \
                             + T.cast(sh_s[C + i, j], acc) * T.cast(sl_s[C + i, j], acc)
-                T.reduce_sum(red_f, row_f, dim=1)
+                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     dot_s[i] = row_f[i]
 
@@ -454,7 +461,7 @@ def build(dtype: str, last: bool):
                 T.gemm(vn_s, sl_s, kd_f, clear_accum=True)
                 for i, j in T.Parallel(C, D):
                     red_f[i, j] = kd_f[i, j] * T.cast(k_s[i, j], acc)
-                T.reduce_sum(red_f, row_f, dim=1)
+                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     tkd_s[i] = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * row_f[i]
                 if last:

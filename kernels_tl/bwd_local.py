@@ -8,11 +8,12 @@ partial chunk exits at once; and `bwd_local_last`, one CTA per
 (sequence, value head), grid (N, HV), for the sequence's last chunk when partial (row-masked
 tiles, rows past the end read as 0; the fp32 diagonal terms below). Keeping that code out of the
 hot kernel cut it from 10.8k to 7.1k instructions and 21% of its time (instruction fetch).
-512 threads = four warpgroups sharing every GEMM (M = 64 rows, N split four ways: n32 / n16
+256 threads = two warpgroups sharing every GEMM (M = 64 rows, N split two ways: n64 / n32
 tiles), synchronous wgmma, one CTA per SM (~206 KB of shared memory): the load phase is exposed
-(docs/perf-notes.md). Four warpgroups rather than two: twice the warps to cover the latency of
-each phase, half the element-wise work per warp, 88 instead of 156 registers (-5% at
-(1,8k,16,64), within noise at (1,32k,*)).
+(docs/perf-notes.md). Four warpgroups (v6c) were 5% faster while every row sum cost a pair of
+CTA-wide barriers per output and butterfly level; with the sums batched (RB, CB below) two
+warpgroups are 6% faster than four: a row sum crosses one warpgroup boundary instead of two,
+and a barrier waits for 8 warps instead of 16 (188 registers, no spills).
 
 Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
 V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (bwd_dstates'
@@ -82,13 +83,14 @@ NAME = "bwd_local"
 # (285 KB instead of 199 KB)
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False, tilelang.PassConfigKey.TL_DISABLE_TMA_LOWER: True}
 DTYPES = ("bfloat16", "float16")
-# Outputs per thread of the row sums (64 x 128 and 64 x 64 tiles: 2) and the column sums (64 x 64:
-# 4), reduced in one batched AllReduce each: one pair of CTA barriers per butterfly level for all
-# of a thread's outputs instead of a pair (and a __syncthreads) per output. Rows are split over the
-# four warpgroups, so every level above the warp is a CTA-wide barrier: ~60 fewer barriers a CTA,
-# bwd_local -6% (docs/perf-notes.md, v7a).
+THREADS = 256
+# Outputs per thread of the row sums (64 x 128 and 64 x 64 tiles: 2 rows) and of the column sums
+# (64 x 64 tiles: 64 / warpgroups / 4 columns), each reduced in one batched AllReduce: one pair of
+# CTA barriers per butterfly level for all of a thread's outputs instead of a pair (and a
+# __syncthreads) per output - rows are split over the warpgroups, so every level above the warp is
+# a CTA-wide barrier (docs/perf-notes.md, v7a: -6%).
 RB = 2
-CB = 4
+CB = CHUNK // (THREADS // 128) // 4
 
 
 def build(dtype: str, last: bool):
@@ -145,7 +147,7 @@ def build(dtype: str, last: bool):
         # (and the rest of the chunk's heads) run side by side, so the group's Q and K tiles come
         # from L2 after the first CTA reads them (chunk-major, a group's heads ran a wave or more
         # apart).
-        with T.Kernel(*((NS1 - 1, HV) if last else (NCG * HV,)), threads=512) as ids:
+        with T.Kernel(*((NS1 - 1, HV) if last else (NCG * HV,)), threads=THREADS) as ids:
             idl = T.alloc_local((2,), "int32")   # (item, value head), computed once (see hk below)
             if last:
                 idl[0] = ids[0]

@@ -214,10 +214,9 @@ def build(dtype: str, last: bool):
             rk_s = T.alloc_shared((C,), acc)
             dgc_s = T.alloc_shared((C,), acc)          # row terms of dgc
             db_s = T.alloc_shared((C,), acc)           # row terms of dbeta
-            tkd_s = T.alloc_shared((C,), acc)
+            tot_s = T.alloc_shared((C,), acc)          # row partials of dgl = sum t_kd + exp(gl) <S, dS'>
             dgc2_s = T.alloc_shared((C,), acc)         # column terms of dgc
             db2_s = T.alloc_shared((C,), acc)          # column terms of dbeta
-            dot_s = T.alloc_shared((C,), acc)          # row-pair partials of <S, dS'>
             dd_s = T.alloc_shared((C,), acc)           # dAu's diagonal, fp32
             dpd_s = T.alloc_shared((C,), acc)          # dP's diagonal, fp32
             dqd_s = T.alloc_shared((C,), acc)          # dQKn's diagonal, fp32
@@ -238,6 +237,9 @@ def build(dtype: str, last: bool):
             y_f = T.alloc_fragment((C, D), acc)
             kd_f = T.alloc_fragment((C, D), acc)
             red_f = T.alloc_fragment((C, D), acc)
+            # dgc's row terms (w, q and -t_kd), element by element until one row sum at the end:
+            # every separate row sum costs CTA barriers (two around it, two inside)
+            dgcw_f = T.alloc_fragment((C, D), acc)
             row_f = T.alloc_fragment((C,), acc)
             row2_f = T.alloc_fragment((C,), acc)
             col_f = T.alloc_fragment((C,), acc)
@@ -311,10 +313,7 @@ def build(dtype: str, last: bool):
                 for i, j in T.Parallel(C, D):
                     r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
                     dre_s[i, j] = T.cast(-T.exp(gc_s[i]) * dr_f[i, j], dtype)
-                    red_f[i, j] = dr_f[i, j] * x_f[i, j]
-                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
-                for i in T.Parallel(C):
-                    dgc_s[i] = -T.exp(gc_s[i]) * rk_s[i] * row_f[i]
+                    dgcw_f[i, j] = -T.exp(gc_s[i]) * rk_s[i] * dr_f[i, j] * x_f[i, j]
                 # A sequence's last (partial) chunk only: the diagonal terms in fp32 (dd_s, rlo_s,
                 # dpd_s, dqd_s below). A lone token's dbeta is all dAu_tt = <dV_new_t, R_t>, its dq,
                 # dk scale with dP_tt: single 128-term dots that bf16-rounded operands can strip of
@@ -386,7 +385,7 @@ def build(dtype: str, last: bool):
                 T.reduce_sum(gg_f, col_f, dim=0, batch=CB)
                 T.reduce_sum(mb_f, col2_f, dim=0, batch=CB)
                 for i in T.Parallel(C):
-                    dgc_s[i] = dgc_s[i] + row_f[i]
+                    dgc_s[i] = row_f[i]
                 for i in T.Parallel(C):
                     dgc2_s[i] = -col_f[i]
                     db2_s[i] = col2_f[i]
@@ -413,10 +412,7 @@ def build(dtype: str, last: bool):
                 if last:
                     T.gemm(do_s, sl_s, y_f)
                 for i, j in T.Parallel(C, D):
-                    red_f[i, j] = T.cast(q_s[i, j], acc) * y_f[i, j]
-                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
-                for i in T.Parallel(C):
-                    dgc_s[i] = dgc_s[i] + scale * T.exp(gc_s[i]) * rq_s[i] * row_f[i]
+                    dgcw_f[i, j] = dgcw_f[i, j] + scale * T.exp(gc_s[i]) * rq_s[i] * T.cast(q_s[i, j], acc) * y_f[i, j]
                 if last:
                     for i, j in T.Parallel(C, D):
                         y_f[i, j] = scale * T.exp(gc_s[i]) * y_f[i, j] + dqd_s[i] * rk_s[i] * T.cast(k_s[i, j], acc)
@@ -447,25 +443,26 @@ def build(dtype: str, last: bool):
                         n_0 = T.min(seq_id, NH0 - 1)
                         s_a = T.if_then_else(s_from_h0, h0[n_0, hv, j, i], T.cast(hsT[chunk, hv, i, j], acc))
                         s_b = T.if_then_else(s_from_h0, h0[n_0, hv, j, C + i], T.cast(hsT[chunk, hv, C + i, j], acc))
-                        red_f[i, j] = T.if_then_else(
+                        red_f[i, j] = T.exp(gc_s[C - 1]) * T.if_then_else(
                             has_dht > 0, s_a * dht[n_t, hv, j, i] + s_b * dht[n_t, hv, j, C + i], 0.0)
                 else:
                     # S's high part only: the low part moves the sum by <= 2^-9 relative, as
                     # dS''s own rounding does
                     for i, j in T.Parallel(C, D):
-                        red_f[i, j] = T.cast(sh_s[i, j], acc) * T.cast(sl_s[i, j], acc) \
-                            + T.cast(sh_s[C + i, j], acc) * T.cast(sl_s[C + i, j], acc)
-                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
-                for i in T.Parallel(C):
-                    dot_s[i] = row_f[i]
+                        red_f[i, j] = T.exp(gc_s[C - 1]) * (T.cast(sh_s[i, j], acc) * T.cast(sl_s[i, j], acc)
+                                                            + T.cast(sh_s[C + i, j], acc) * T.cast(sl_s[C + i, j], acc))
 
-                # ---- dk ----
+                # ---- dk; t_kd (into dgc with -, into dgl with +); the two row sums of dgc, dgl ----
                 T.gemm(vn_s, sl_s, kd_f, clear_accum=True)
                 for i, j in T.Parallel(C, D):
-                    red_f[i, j] = kd_f[i, j] * T.cast(k_s[i, j], acc)
-                T.reduce_sum(red_f, row_f, dim=1, batch=RB)
+                    tkd = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * kd_f[i, j] * T.cast(k_s[i, j], acc)
+                    dgcw_f[i, j] = dgcw_f[i, j] - tkd
+                    red_f[i, j] = red_f[i, j] + tkd
+                T.reduce_sum(dgcw_f, row_f, dim=1, batch=RB)
+                T.reduce_sum(red_f, row2_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
-                    tkd_s[i] = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * row_f[i]
+                    dgc_s[i] = dgc_s[i] + row_f[i]
+                    tot_s[i] = row2_f[i]
                 if last:
                     for i, j in T.Parallel(C, D):
                         kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j] \
@@ -484,11 +481,9 @@ def build(dtype: str, last: bool):
 
                 # ---- dgc, dg, dbeta ----
                 if tx < C:
-                    dgc_s[tx] = dgc_s[tx] + dgc2_s[tx] - tkd_s[tx]
+                    dgc_s[tx] = dgc_s[tx] + dgc2_s[tx]
                     db_s[tx] = db_s[tx] + db2_s[tx]
-                    tkd_s[tx] = tkd_s[tx] + T.exp(gc_s[C - 1]) * dot_s[tx]   # dgl's parts
-                T.sync_threads()
-                T.reduce_sum(tkd_s, gl_f, dim=0)
+                T.reduce_sum(tot_s, gl_f, dim=0)
                 if tx == 0:
                     dgc_s[C - 1] = dgc_s[C - 1] + gl_f[0]
                 T.sync_threads()

@@ -212,9 +212,11 @@ def build(dtype: str, last: bool):
             b_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
             rk_s = T.alloc_shared((C,), acc)
-            dgc_s = T.alloc_shared((C,), acc)          # row terms of dgc
+            # [0, C): dgc's row terms; [C, 2C): row partials of dgl = sum t_kd + exp(gl) <S, dS'>. One
+            # reverse cumsum over both gives dg_t = sum_{s >= t} dgc_s + dgl: dgl's own sum (a
+            # reduction with its CTA barriers) and the add into dgc[C - 1] are not needed.
+            dgc_s = T.alloc_shared((2 * C,), acc)
             db_s = T.alloc_shared((C,), acc)           # row terms of dbeta
-            tot_s = T.alloc_shared((C,), acc)          # row partials of dgl = sum t_kd + exp(gl) <S, dS'>
             dgc2_s = T.alloc_shared((C,), acc)         # column terms of dgc
             db2_s = T.alloc_shared((C,), acc)          # column terms of dbeta
             dd_s = T.alloc_shared((C,), acc)           # dAu's diagonal, fp32
@@ -244,7 +246,6 @@ def build(dtype: str, last: bool):
             row2_f = T.alloc_fragment((C,), acc)
             col_f = T.alloc_fragment((C,), acc)
             col2_f = T.alloc_fragment((C,), acc)
-            gl_f = T.alloc_fragment((1,), acc)
 
             if seq_id >= 0:
                 # ---- loads (rows past the sequence end are 0) ----
@@ -462,7 +463,7 @@ def build(dtype: str, last: bool):
                 T.reduce_sum(red_f, row2_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     dgc_s[i] = dgc_s[i] + row_f[i]
-                    tot_s[i] = row2_f[i]
+                    dgc_s[C + i] = row2_f[i]
                 if last:
                     for i, j in T.Parallel(C, D):
                         kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j] \
@@ -483,9 +484,6 @@ def build(dtype: str, last: bool):
                 if tx < C:
                     dgc_s[tx] = dgc_s[tx] + dgc2_s[tx]
                     db_s[tx] = db_s[tx] + db2_s[tx]
-                T.reduce_sum(tot_s, gl_f, dim=0)
-                if tx == 0:
-                    dgc_s[C - 1] = dgc_s[C - 1] + gl_f[0]
                 T.sync_threads()
                 T.cumsum(dgc_s, dim=0, reverse=True)
                 T.sync_threads()

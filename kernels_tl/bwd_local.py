@@ -9,11 +9,12 @@ partial chunk exits at once; and `bwd_local_last`, one CTA per
 tiles, rows past the end read as 0; the fp32 diagonal terms below). Keeping that code out of the
 hot kernel cut it from 10.8k to 7.1k instructions and 21% of its time (instruction fetch).
 256 threads = two warpgroups sharing every GEMM (M = 64 rows, N split two ways: n64 / n32
-tiles), synchronous wgmma, one CTA per SM (~206 KB of shared memory): the load phase is exposed
+tiles), synchronous wgmma, one CTA per SM (~209 KB of shared memory): the load phase is exposed
 (docs/perf-notes.md). Four warpgroups (v6c) were 5% faster while every row sum cost a pair of
 CTA-wide barriers per output and butterfly level; with the sums batched (RB, CB below) two
 warpgroups are 6% faster than four: a row sum crosses one warpgroup boundary instead of two,
-and a barrier waits for 8 warps instead of 16 (188 registers, no spills).
+and a barrier waits for 8 warps instead of 16 (215 registers, no spills). CTA barriers are what
+this kernel waits on most (ncu), so the row terms of dgc are summed once, not per phase.
 
 Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
 V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (bwd_dstates'
@@ -41,6 +42,8 @@ dtype, from bwd_dstates), gc, beta, rq, rk (fp32 vectors).
   dKd  = VN dS'^T,  dgc -= t_kd = exp(gl - gc) rk rowsum(dKd * K)      wgmma m64n128k128
   dKn  = diag(exp(gl - gc)) dKd + (diag(rq) dQKn)^T Q - (diag(E) dR) S^T + ((Bm + Bm^T) diag(rk)) K
   dgc[63] += sum_t t_kd + exp(gl) <S_hi, dS'>;  dg = reverse cumsum of dgc over the chunk
+  (dgc's row terms w, q, -t_kd are summed once at the end, element by element until then; the
+  row partials of dgc[63]'s extra term sit after dgc in one 2C-long reverse cumsum)
 Full chunks load Q, K, V, dO, L, S^T, dS'^T and dV_new's high plane with cp.async; the
 last-chunk kernel loads dS'^T into S lo's buffer once that is dead.
 

@@ -203,6 +203,10 @@ def build(dtype: str, last: bool):
             r_s = T.alloc_shared((C, D), dtype)
             vn_s = T.alloc_shared((C, D), dtype)
             dre_s = T.alloc_shared((C, D), dtype)      # -diag(E) dR
+            if not last:
+                dvo_s = T.alloc_shared((C, D), dtype)  # dv = dR on its way out
+                # swizzled: row-major, a warp's fragment stores would hit 4 of the 32 banks
+                T.annotate_layout({dvo_s: tilelang.layout.make_swizzled_layout(dvo_s)})
             l_s = T.alloc_shared((C, C), dtype)
             au_s = T.alloc_shared((C, C), dtype)
             dl_s = T.alloc_shared((C, C), dtype)
@@ -313,11 +317,14 @@ def build(dtype: str, last: bool):
                 T.gemm(k_s, sh_s, x_f, transpose_B=True, clear_accum=True)
                 if last:
                     T.gemm(k_s, sl_s, x_f, transpose_B=True)
-                store_rows(dr_f, dv, t0, nvalid, hv)
+                if last:
+                    store_rows(dr_f, dv, t0, nvalid, hv)
                 for i, j in T.Parallel(C, D):
                     r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
                     dre_s[i, j] = T.cast(-T.exp(gc_s[i]) * dr_f[i, j], dtype)
                     dgcw_f[i, j] = -T.exp(gc_s[i]) * rk_s[i] * dr_f[i, j] * x_f[i, j]
+                    if not last:
+                        dvo_s[i, j] = T.cast(dr_f[i, j], dtype)
                 # A sequence's last (partial) chunk only: the diagonal terms in fp32 (dd_s, rlo_s,
                 # dpd_s, dqd_s below). A lone token's dbeta is all dAu_tt = <dV_new_t, R_t>, its dq,
                 # dk scale with dP_tt: single 128-term dots that bf16-rounded operands can strip of
@@ -346,6 +353,11 @@ def build(dtype: str, last: bool):
                 # ---- VN = Au R; dAu = dV_new R^T; dP = dO VN^T ----
                 T.gemm(au_s, r_s, vn_f, clear_accum=True)
                 T.gemm(dvn_s, r_s, dau_f, transpose_B=True, clear_accum=True)
+                if not last:
+                    # dv leaves from shared memory in 16-byte rows (staged in the pass above, behind
+                    # the barrier that pass needs anyway) instead of 32 scattered 4-byte stores a
+                    # thread with their 64-bit addresses
+                    T.copy(dvo_s, dv[t0:t0 + C, hv, 0:D])
                 T.copy(vn_f, vn_s)
                 if last:
                     # dP's diagonal <dO_t, VN_t> in fp32 (VN unrounded, and its own term Au_tt R_t

@@ -9,12 +9,16 @@ partial chunk exits at once; and `bwd_local_last`, one CTA per
 tiles, rows past the end read as 0; the fp32 diagonal terms below). Keeping that code out of the
 hot kernel cut it from 10.8k to 7.1k instructions and 21% of its time (instruction fetch).
 256 threads = two warpgroups sharing every GEMM (M = 64 rows, N split two ways: n64 / n32
-tiles), synchronous wgmma, one CTA per SM (~209 KB of shared memory): the load phase is exposed
+tiles), synchronous wgmma, one CTA per SM: the load phase is exposed
 (docs/perf-notes.md). Four warpgroups (v6c) were 5% faster while every row sum cost a pair of
 CTA-wide barriers per output and butterfly level; with the sums batched (RB, CB below) two
 warpgroups are 6% faster than four: a row sum crosses one warpgroup boundary instead of two,
-and a barrier waits for 8 warps instead of 16 (215 registers, no spills). CTA barriers are what
+and a barrier waits for 8 warps instead of 16 (then 215 registers, no spills). CTA barriers are what
 this kernel waits on most (ncu), so the row terms of dgc are summed once, not per phase.
+Element-wise passes compute into register fragments and store to shared memory in separate
+store-only passes: a shared store between two elements' loads made every element a dependent
+load-exp-store chain (nvcc cannot disambiguate views of the one dynamic shared buffer; v8a,
+-12%). Now 179 registers, ~230 KB of shared memory.
 
 Inputs (smem, input dtype unless noted): Q, K [64,128] (raw; rq, rk = L2-norm row factors or 1),
 V, dO [64,128], L [64,64] (chunk_prep's gate-free WY inverse), dV_new [64,128] (bwd_dstates'
@@ -42,8 +46,9 @@ dtype, from bwd_dstates), gc, beta, rq, rk (fp32 vectors).
   dKd  = VN dS'^T,  dgc -= t_kd = exp(gl - gc) rk rowsum(dKd * K)      wgmma m64n128k128
   dKn  = diag(exp(gl - gc)) dKd + (diag(rq) dQKn)^T Q - (diag(E) dR) S^T + ((Bm + Bm^T) diag(rk)) K
   dgc[63] += sum_t t_kd + exp(gl) <S_hi, dS'>;  dg = reverse cumsum of dgc over the chunk
-  (dgc's row terms w, q, -t_kd are summed once at the end, element by element until then; the
-  row partials of dgc[63]'s extra term sit after dgc in one 2C-long reverse cumsum)
+  (dgc's row terms w, q, -t_kd are summed once at the end, element by element until then;
+  dgl = sum t_kd + exp(gl) <S, dS'> is needed only in total: per-thread partials, placed after
+  dgc in one 2C-long reverse cumsum)
 Full chunks load Q, K, V, dO, L, S^T, dS'^T and dV_new's high plane with cp.async; the
 last-chunk kernel loads dS'^T into S lo's buffer once that is dead. Full chunks write dv, dq and
 dk through swizzled shared tiles, copied out in 16-byte rows (4-float atomics with GVA) after a
@@ -232,6 +237,11 @@ def build(dtype: str, last: bool):
             dgc_s = T.alloc_shared((2 * C,), acc)
             db_s = T.alloc_shared((C,), acc)           # row terms of dbeta
             dgc2_s = T.alloc_shared((C,), acc)         # column terms of dgc
+            if not last:
+                dsum_s = T.alloc_shared((THREADS,), acc)   # per-thread partials of dgl
+                dpart = T.alloc_local((1,), acc)
+                sv_a = T.alloc_local((8,), dtype)
+                sv_b = T.alloc_local((8,), dtype)
             db2_s = T.alloc_shared((C,), acc)          # column terms of dbeta
             dd_s = T.alloc_shared((C,), acc)           # dAu's diagonal, fp32
             dpd_s = T.alloc_shared((C,), acc)          # dP's diagonal, fp32
@@ -311,10 +321,14 @@ def build(dtype: str, last: bool):
                 # ---- K K^T, Q K^T; Au ----
                 T.gemm(k_s, k_s, kk_f, transpose_B=True, clear_accum=True)
                 T.gemm(q_s, k_s, qk_f, transpose_B=True, clear_accum=True)
+                # Every element-wise pass below computes into registers first and stores to shared
+                # memory in a separate store-only pass: with a shared-memory store between them,
+                # nvcc cannot move the next element's shared loads above it (all tiles are views of
+                # one buffer) and each element became a dependent load-exp-store chain (the Au pass
+                # took 1.8k cycles for 16 elements a thread; perf-notes v8)
                 for i, j in T.Parallel(C, C):
-                    au_s[i, j] = T.cast(
-                        T.cast(l_s[i, j], acc) * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j],
-                        dtype)
+                    t1_f[i, j] = T.cast(l_s[i, j], acc) * T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)) * b_s[j]
+                T.copy(t1_f, au_s)
                 if not last:
                     T.ptx_wait_group(2)                 # S, dV_new, V
                 T.sync_threads()
@@ -326,12 +340,16 @@ def build(dtype: str, last: bool):
                     T.gemm(k_s, sl_s, x_f, transpose_B=True)
                 if last:
                     store_rows(dr_f, dv, t0, nvalid, hv)
+                # x_f becomes R (fp32); dR leaves as dv, then as -diag(E) dR
                 for i, j in T.Parallel(C, D):
-                    r_s[i, j] = T.cast(T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j], dtype)
-                    dre_s[i, j] = T.cast(-T.exp(gc_s[i]) * dr_f[i, j], dtype)
                     dgcw_f[i, j] = -T.exp(gc_s[i]) * rk_s[i] * dr_f[i, j] * x_f[i, j]
-                    if not last:
-                        dvo_s[i, j] = T.cast(dr_f[i, j], dtype)
+                    x_f[i, j] = T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]
+                T.copy(x_f, r_s)
+                if not last:
+                    T.copy(dr_f, dvo_s)
+                for i, j in T.Parallel(C, D):
+                    dr_f[i, j] = -T.exp(gc_s[i]) * dr_f[i, j]
+                T.copy(dr_f, dre_s)
                 # A sequence's last (partial) chunk only: the diagonal terms in fp32 (dd_s, rlo_s,
                 # dpd_s, dqd_s below). A lone token's dbeta is all dAu_tt = <dV_new_t, R_t>, its dq,
                 # dk scale with dP_tt: single 128-term dots that bf16-rounded operands can strip of
@@ -343,14 +361,13 @@ def build(dtype: str, last: bool):
                         ti = T.min(t0 + i, Ttot - 1)
                         dvn32 = T.cast(dvnew[ti, hv, (j // 64) * 128 + j % 64], acc) \
                             + T.cast(dvnew[ti, hv, (j // 64) * 128 + 64 + j % 64], acc)
-                        red_f[i, j] = (T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]) \
-                            * T.if_then_else(i < nvalid, dvn32, 0.0)
+                        red_f[i, j] = x_f[i, j] * T.if_then_else(i < nvalid, dvn32, 0.0)
                     T.reduce_sum(red_f, row2_f, dim=1, batch=RB)
                     for i in T.Parallel(C):
                         dd_s[i] = row2_f[i]
                     # <dO_t, R_t - bf16(R_t)>: what rounding R for the VN GEMM takes from dP's diagonal
                     for i, j in T.Parallel(C, D):
-                        r32 = T.cast(v_s[i, j], acc) - T.exp(gc_s[i]) * rk_s[i] * x_f[i, j]
+                        r32 = x_f[i, j]
                         red_f[i, j] = T.cast(do_s[i, j], acc) * (r32 - T.cast(T.cast(r32, dtype), acc))
                     T.reduce_sum(red_f, row_f, dim=1, batch=RB)
                     for i in T.Parallel(C):
@@ -380,6 +397,8 @@ def build(dtype: str, last: bool):
                 T.gemm(do_s, vn_s, dp_f, transpose_B=True, clear_accum=True)
 
                 # ---- the 64 x 64 element-wise stage ----
+                # registers only (dL, dQKn diag(rk), diag(rq) dQKn overwrite dAu, dP, QK^T in place,
+                # after their last read), then the stores
                 for i, j in T.Parallel(C, C):
                     gij = T.if_then_else(T.And(j <= i, i < nvalid), T.exp(T.if_then_else(j <= i, gc_s[i] - gc_s[j], 0.0)),
                                          0.0)
@@ -392,18 +411,21 @@ def build(dtype: str, last: bool):
                     dgm = dm * lij + dpm * qk_f[i, j] * rq_s[i] * rk_s[j]
                     mb_f[i, j] = dauv * gij * lij
                     gg_f[i, j] = dgm * gij
-                    dl_s[i, j] = T.cast(dm * gij, dtype)
                     # in a partial chunk the diagonal goes to dq, dk in fp32 below (dqd_s): for a lone
                     # token it is the whole term, and a bf16-rounded scalar per value head can
                     # cancel in a GVA sum
                     if last:
-                        qka_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rk_s[j]), dtype)
-                        qkb_s[i, j] = T.cast(T.if_then_else(i == j, 0.0, dqk * rq_s[i]), dtype)
                         if i == j:
                             dqd_s[i] = dqk
+                        dp_f[i, j] = T.if_then_else(i == j, 0.0, dqk * rk_s[j])
+                        qk_f[i, j] = T.if_then_else(i == j, 0.0, dqk * rq_s[i])
                     else:
-                        qka_s[i, j] = T.cast(dqk * rk_s[j], dtype)
-                        qkb_s[i, j] = T.cast(dqk * rq_s[i], dtype)
+                        dp_f[i, j] = dqk * rk_s[j]
+                        qk_f[i, j] = dqk * rq_s[i]
+                    dau_f[i, j] = dm * gij
+                T.copy(dau_f, dl_s)
+                T.copy(dp_f, qka_s)
+                T.copy(qk_f, qkb_s)
                 T.reduce_sum(gg_f, row_f, dim=1, batch=RB)
                 T.reduce_sum(gg_f, col_f, dim=0, batch=CB)
                 T.reduce_sum(mb_f, col2_f, dim=0, batch=CB)
@@ -422,13 +444,15 @@ def build(dtype: str, last: bool):
                 for i, j in T.Parallel(C, C):
                     dam = T.if_then_else(j < i, -da_f[i, j], 0.0)
                     red64_f[i, j] = dam * kk_f[i, j] * rk_s[i] * rk_s[j]
-                    bm_s[i, j] = b_s[i] * dam
+                    da_f[i, j] = b_s[i] * dam
+                T.copy(da_f, bm_s[0:C, 0:C])
                 T.reduce_sum(red64_f, row2_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     db_s[i] = row2_f[i]
                 T.sync_threads()
                 for i, j in T.Parallel(C, C):
-                    bs_s[i, j] = T.cast((bm_s[i, j] + bm_s[j, i]) * rk_s[j], dtype)
+                    t1_f[i, j] = (bm_s[i, j] + bm_s[j, i]) * rk_s[j]
+                T.copy(t1_f, bs_s)
 
                 # ---- dq = scale diag(E) dO S^T + (dQKn diag(rk)) K ----
                 T.gemm(do_s, sh_s, y_f, clear_accum=True)
@@ -479,22 +503,40 @@ def build(dtype: str, last: bool):
                             has_dht > 0, s_a * dht[n_t, hv, j, i] + s_b * dht[n_t, hv, j, C + i], 0.0)
                 else:
                     # S's high part only: the low part moves the sum by <= 2^-9 relative, as
-                    # dS''s own rounding does
-                    for i, j in T.Parallel(C, D):
-                        red_f[i, j] = T.exp(gc_s[C - 1]) * (T.cast(sh_s[i, j], acc) * T.cast(sl_s[i, j], acc)
-                                                            + T.cast(sh_s[C + i, j], acc) * T.cast(sl_s[C + i, j], acc))
+                    # dS''s own rounding does. dgl is needed only in total (the reverse cumsum adds
+                    # it to every dg of the chunk), so each thread keeps a private partial (its
+                    # half row of S^T and dS'^T in 16-byte pieces: any split of the 128 x 128 sum
+                    # will do, and t_kd below joins it) and the partials meet in the final cumsum:
+                    # one row sum fewer
+                    dpart[0] = 0.0
+                    for it in T.serial(D // 2 // 8):
+                        for e in T.vectorized(8):
+                            sv_a[e] = sh_s[tx // 2, (tx % 2) * (D // 2) + it * 8 + e]
+                        for e in T.vectorized(8):
+                            sv_b[e] = sl_s[tx // 2, (tx % 2) * (D // 2) + it * 8 + e]
+                        for e in T.serial(8):
+                            dpart[0] = dpart[0] + T.cast(sv_a[e], acc) * T.cast(sv_b[e], acc)
+                    dpart[0] = T.exp(gc_s[C - 1]) * dpart[0]
 
-                # ---- dk; t_kd (into dgc with -, into dgl with +); the two row sums of dgc, dgl ----
+                # ---- dk; t_kd (into dgc with -, into dgl with +); the row sums of dgc (and dgl) ----
                 T.gemm(vn_s, sl_s, kd_f, clear_accum=True)
                 for i, j in T.Parallel(C, D):
                     tkd = T.exp(gc_s[C - 1] - gc_s[i]) * rk_s[i] * kd_f[i, j] * T.cast(k_s[i, j], acc)
                     dgcw_f[i, j] = dgcw_f[i, j] - tkd
-                    red_f[i, j] = red_f[i, j] + tkd
+                    if last:
+                        red_f[i, j] = red_f[i, j] + tkd
+                    else:
+                        dpart[0] = dpart[0] + tkd
                 T.reduce_sum(dgcw_f, row_f, dim=1, batch=RB)
-                T.reduce_sum(red_f, row2_f, dim=1, batch=RB)
-                for i in T.Parallel(C):
-                    dgc_s[i] = dgc_s[i] + row_f[i]
-                    dgc_s[C + i] = row2_f[i]
+                if last:
+                    T.reduce_sum(red_f, row2_f, dim=1, batch=RB)
+                    for i in T.Parallel(C):
+                        dgc_s[i] = dgc_s[i] + row_f[i]
+                        dgc_s[C + i] = row2_f[i]
+                else:
+                    for i in T.Parallel(C):
+                        dgc_s[i] = dgc_s[i] + row_f[i]
+                    dsum_s[tx] = dpart[0]
                 if last:
                     for i, j in T.Parallel(C, D):
                         kd_f[i, j] = T.exp(gc_s[C - 1] - gc_s[i]) * kd_f[i, j] \
@@ -523,6 +565,8 @@ def build(dtype: str, last: bool):
                 if tx < C:
                     dgc_s[tx] = dgc_s[tx] + dgc2_s[tx]
                     db_s[tx] = db_s[tx] + db2_s[tx]
+                    if not last:
+                        dgc_s[C + tx] = dsum_s[tx] + dsum_s[C + tx] + dsum_s[2 * C + tx] + dsum_s[3 * C + tx]
                 T.sync_threads()
                 T.cumsum(dgc_s, dim=0, reverse=True)
                 T.sync_threads()

@@ -60,6 +60,8 @@ the group's q/k head (zeroed by the caller; summation order varies between runs)
 differentiates the L2 norm; dv in the input dtype (it is final: one rounding, and half the bytes); dg, dbeta in fp32.
 """
 
+import functools
+
 import tilelang
 import tilelang.language as T
 
@@ -566,7 +568,8 @@ def build(dtype: str, last: bool):
                     dgc_s[tx] = dgc_s[tx] + dgc2_s[tx]
                     db_s[tx] = db_s[tx] + db2_s[tx]
                     if not last:
-                        dgc_s[C + tx] = dsum_s[tx] + dsum_s[C + tx] + dsum_s[2 * C + tx] + dsum_s[3 * C + tx]
+                        dgc_s[C + tx] = functools.reduce(lambda a, b: a + b,
+                                                         [dsum_s[p * C + tx] for p in range(THREADS // C)])
                 T.sync_threads()
                 T.cumsum(dgc_s, dim=0, reverse=True)
                 T.sync_threads()

@@ -7,13 +7,15 @@ previous one. Runs one backward's chunk gradients at (1,8k,16,64) unless --confi
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import torch
 
 from flashgdn import backward as BW
-from flashgdn._layout import seq_layout
-from flashgdn.testing import make_inputs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from profile_bwd import stage_inputs  # noqa: E402
 
 
 def main():
@@ -22,15 +24,9 @@ def main():
     a = ap.parse_args()
     B, T, H, HV = (int(x) for x in a.config.split(","))
     legend = json.load(open(os.environ["FLASHGDN_STAMP_LEGEND"]))
-    x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", seed=0)
-    q, k, v, g, beta, h0 = (x[n] for n in ("q", "k", "v", "g", "beta", "initial_state"))
-    Ttot = B * T
-    flat = lambda t: t.reshape((Ttot,) + tuple(t.shape[2:])).contiguous()  # noqa: E731
-    qf, kf, vf, gf = flat(q), flat(k), flat(v), flat(g)
-    bf = flat(beta).float().contiguous()
-    do = torch.randn_like(vf)
-    dht = torch.randn(B, HV, 128, 128, device="cuda")
-    lay = seq_layout(B, T, None, q.device)
+    si = stage_inputs(B, T, H, HV)
+    qf, kf, vf, gf, bf, do, dht, lay = (si[n] for n in ("qf", "kf", "vf", "gf", "bf", "do", "dht", "lay"))
+    h0 = si["x"]["initial_state"]
     st = BW.sequential_stages(qf, kf, vf, gf, bf, do, 128 ** -0.5, h0, dht, None, True, lay, H, HV)
     for _ in range(3):   # warm: the last run's stamps are read
         out = BW.chunk_grads(qf, kf, vf, bf, do, st, lay, H, HV, 128 ** -0.5, gva_sum=HV != H)

@@ -36,19 +36,26 @@ def kernel_table(step, top=12):
         print(f"    {e.device_time_total / 1e3:8.3f} ms  x{e.count:<4d} {e.key[:90]}")
 
 
+def stage_inputs(B, T, H, HV):
+    """Inputs of the backward's stages for one config (bf16, seed 0, h0 given): the forward's
+    ``x`` (make_inputs) and the token-packed qf, kf, vf, gf, bf (fp32 beta), a random do, a
+    random d(final state) ``dht`` and the layout ``lay`` that sequential_stages / chunk_grads take."""
+    x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", seed=0)
+    Ttot = B * T
+    f = lambda t: t.reshape((Ttot,) + tuple(t.shape[2:])).contiguous()  # noqa: E731
+    qf, kf, vf, gf = (f(x[n]) for n in ("q", "k", "v", "g"))
+    return dict(x=x, qf=qf, kf=kf, vf=vf, gf=gf, bf=f(x["beta"]).float().contiguous(), do=torch.randn_like(vf),
+                dht=torch.randn(B, HV, 128, 128, device="cuda"), lay=seq_layout(B, T, None, x["q"].device))
+
+
 def main():
     per_kernel = "--kernels" in sys.argv
     print(f"# {torch.cuda.get_device_name()}: flashgdn backward stages, medians (ms)")
     for B, T, H, HV, lens in config_sets()["acceptance"]:
-        x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", seed=0)
+        si = stage_inputs(B, T, H, HV)
+        x = si["x"]
         q, k, v, g, beta, h0 = (x[n] for n in ("q", "k", "v", "g", "beta", "initial_state"))
-        Ttot = B * T
-        f = lambda t: t.reshape((Ttot,) + tuple(t.shape[2:])).contiguous()  # noqa: E731
-        qf, kf, vf, gf = f(q), f(k), f(v), f(g)
-        bf = f(beta).float().contiguous()
-        do = torch.randn_like(vf)
-        dht = torch.randn(B, HV, 128, 128, device="cuda")
-        lay = seq_layout(B, T, None, q.device)
+        qf, kf, vf, gf, bf, do, dht, lay = (si[n] for n in ("qf", "kf", "vf", "gf", "bf", "do", "dht", "lay"))
         fwd = lambda: flashgdn.chunk_gated_delta_rule(q, k, v, g, beta, initial_state=h0,  # noqa: E731
                                                       output_final_state=True)
         seq = lambda: BW.sequential_stages(qf, kf, vf, gf, bf, do, 128 ** -0.5, h0, dht, None, True,  # noqa: E731
@@ -61,7 +68,7 @@ def main():
               f"chunk grads (bwd_local) {t_loc:.3f}", flush=True)
         if per_kernel:
             kernel_table(lambda: (seq(), local()))
-        del x, st
+        del x, si, st
         torch.cuda.empty_cache()
 
 

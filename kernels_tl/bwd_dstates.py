@@ -311,6 +311,7 @@ def build(dtype: str, summary: bool = False):
                     gcol_f = T.alloc_fragment((C,), acc)         # gc by column (t)
                     rk_f = T.alloc_fragment((C,), acc)
                     rqs_f = T.alloc_fragment((C,), acc)
+                    dot_f = T.alloc_fragment((C, DV), dtype)     # the scaled dO~ on its way to dot_s
 
                     for j in T.serial(T.min(nch, 2)):
                         T.tma_copy(q[tokh - j * C:tokh - j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
@@ -341,15 +342,19 @@ def build(dtype: str, summary: bool = False):
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         # row-scaled copy in dO's own layout (a transposed copy cost 2-byte shared
                         # loads per element); the state's GEMM takes it transposed
+                        # formed in registers, then stored: with the store inside the pass, each
+                        # 16-byte step's loads waited for the previous step's store (nvcc cannot
+                        # tell the shared tiles apart; docs/perf-notes.md, v8)
                         if summary:
                             for t, v in T.Parallel(C, DV):
-                                dot_s[st, t, v] = T.cast(
+                                dot_f[t, v] = T.cast(
                                     T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]) * dof,
                                     dtype)
                         else:
                             for t, v in T.Parallel(C, DV):
-                                dot_s[st, t, v] = T.cast(
+                                dot_f[t, v] = T.cast(
                                     T.cast(do_s[sb, t, v], acc) * (tab_s[sb, GV_EG, t] * tab_s[sb, GV_RQS, t]), dtype)
+                        T.copy(dot_f, dot_s[st, :, :])
                         if tx - 128 < C:
                             kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
                             if fold_rows:

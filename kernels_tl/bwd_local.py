@@ -227,8 +227,8 @@ def build(dtype: str, last: bool):
             t1_s = T.alloc_shared((C, C), dtype)
             qka_s = T.alloc_shared((C, C), dtype)      # dQKn diag(rk)
             qkb_s = T.alloc_shared((C, C), dtype)      # diag(rq) dQKn
-            bs_s = T.alloc_shared((C, C), dtype)       # (Bm + Bm^T) diag(rk)
-            bm_s = T.alloc_shared((C, C + 1), acc)     # Bm = diag(beta) dA
+            bs_s = T.alloc_shared((C, C), dtype)       # Bm diag(rk), Bm = diag(beta) dA
+            bt_s = T.alloc_shared((C, C), dtype)       # diag(rk) Bm (read transposed)
             gc_s = T.alloc_shared((C,), acc)
             b_s = T.alloc_shared((C,), acc)
             rq_s = T.alloc_shared((C,), acc)
@@ -443,18 +443,20 @@ def build(dtype: str, last: bool):
                 T.copy(t1_f, t1_s)
                 T.sync_threads()
                 T.gemm(l_s, t1_s, da_f, transpose_A=True, clear_accum=True)
+                # dK's (Bm + Bm^T) diag(rk) K as two GEMMs on bf16 tiles Bm diag(rk) and diag(rk) Bm
+                # (the second read transposed), formed in registers: no fp32 round trip of Bm
+                # through shared memory for the transposed sum (1.2k cycles a chunk)
                 for i, j in T.Parallel(C, C):
                     dam = T.if_then_else(j < i, -da_f[i, j], 0.0)
                     red64_f[i, j] = dam * kk_f[i, j] * rk_s[i] * rk_s[j]
-                    da_f[i, j] = b_s[i] * dam
-                T.copy(da_f, bm_s[0:C, 0:C])
+                    t1_f[i, j] = b_s[i] * dam * rk_s[j]
+                    da_f[i, j] = rk_s[i] * b_s[i] * dam
+                T.copy(t1_f, bs_s)
+                T.copy(da_f, bt_s)
                 T.reduce_sum(red64_f, row2_f, dim=1, batch=RB)
                 for i in T.Parallel(C):
                     db_s[i] = row2_f[i]
                 T.sync_threads()
-                for i, j in T.Parallel(C, C):
-                    t1_f[i, j] = (bm_s[i, j] + bm_s[j, i]) * rk_s[j]
-                T.copy(t1_f, bs_s)
 
                 # ---- dq = scale diag(E) dO S^T + (dQKn diag(rk)) K ----
                 T.gemm(do_s, sh_s, y_f, clear_accum=True)
@@ -509,13 +511,14 @@ def build(dtype: str, last: bool):
                     # it to every dg of the chunk), so each thread keeps a private partial (its
                     # half row of S^T and dS'^T in 16-byte pieces: any split of the 128 x 128 sum
                     # will do, and t_kd below joins it) and the partials meet in the final cumsum:
-                    # one row sum fewer
+                    # one row sum fewer (thread t: row t % 128, half t // 128 - a quarter-warp's
+                    # 16-byte reads then fall on 8 rows, which the tiles' swizzle spreads over all banks)
                     dpart[0] = 0.0
                     for it in T.serial(D // 2 // 8):
                         for e in T.vectorized(8):
-                            sv_a[e] = sh_s[tx // 2, (tx % 2) * (D // 2) + it * 8 + e]
+                            sv_a[e] = sh_s[tx % D, (tx // D) * (D // 2) + it * 8 + e]
                         for e in T.vectorized(8):
-                            sv_b[e] = sl_s[tx // 2, (tx % 2) * (D // 2) + it * 8 + e]
+                            sv_b[e] = sl_s[tx % D, (tx // D) * (D // 2) + it * 8 + e]
                         for e in T.serial(8):
                             dpart[0] = dpart[0] + T.cast(sv_a[e], acc) * T.cast(sv_b[e], acc)
                     dpart[0] = T.exp(gc_s[C - 1]) * dpart[0]
@@ -549,6 +552,7 @@ def build(dtype: str, last: bool):
                 T.gemm(qkb_s, q_s, kd_f, transpose_A=True)
                 T.gemm(dre_s, sh_s, kd_f)
                 T.gemm(bs_s, k_s, kd_f)
+                T.gemm(bt_s, k_s, kd_f, transpose_A=True)
                 if last:
                     if gva_sum > 0:
                         add_rows(kd_f, dk, t0, nvalid, hk)

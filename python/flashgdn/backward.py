@@ -55,20 +55,26 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     h0 = initial_state.to(torch.float32).contiguous() if initial_state is not None else None
     dht32 = dht.to(torch.float32).contiguous() if dht is not None else None
     lay = seq_layout(B, T, cu_seqlens, device)
+    # The reverse pass alone gives dh0; the state pass and the per-chunk gradients run only when
+    # one of q, k, v, g, beta needs a gradient (then all five come from the same kernels).
+    local = any(want[:5])
     st = sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht32, cu_seqlens, bool(want[5]), lay,
-                           H, HV, rq, rk, problem=problem, cp=cp, cp_tolerance=cp_tolerance)
-    gva_sum = HV != H and not deterministic
-    dq, dk, dv, dg, db = chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq, rk, gva_sum=gva_sum)
+                           H, HV, rq, rk, problem=problem, cp=cp, cp_tolerance=cp_tolerance, states=local)
     dh0 = st["dh0"]
-    del st   # the chunk states and state gradients: free before the sums and the norm's gradient
-    if HV != H and not gva_sum:
-        dq = dq.view(Ttot, H, HV // H, K).sum(2)
-        dk = dk.view(Ttot, H, HV // H, K).sum(2)
-    if use_qk_l2norm:
-        dq, dk = _l2_backward(qf, rq, dq), _l2_backward(kf, rk, dk)
-    unflat = lambda x: x.reshape((B, T) + tuple(x.shape[1:]))  # noqa: E731
-    res = [unflat(dq).to(q.dtype), unflat(dk).to(k.dtype), unflat(dv).to(v.dtype), unflat(dg).to(g.dtype),
-           unflat(db).to(beta.dtype), dh0.to(initial_state.dtype) if dh0 is not None else None]
+    res = [None] * 5
+    if local:
+        gva_sum = HV != H and not deterministic
+        dq, dk, dv, dg, db = chunk_grads(qf, kf, vf, bf, dof, st, lay, H, HV, scale, rq, rk, gva_sum=gva_sum)
+        del st   # the chunk states and state gradients: free before the sums and the norm's gradient
+        if HV != H and not gva_sum:
+            dq = dq.view(Ttot, H, HV // H, K).sum(2)
+            dk = dk.view(Ttot, H, HV // H, K).sum(2)
+        if use_qk_l2norm:
+            dq, dk = _l2_backward(qf, rq, dq), _l2_backward(kf, rk, dk)
+        unflat = lambda x: x.reshape((B, T) + tuple(x.shape[1:]))  # noqa: E731
+        res = [unflat(dq).to(q.dtype), unflat(dk).to(k.dtype), unflat(dv).to(v.dtype), unflat(dg).to(g.dtype),
+               unflat(db).to(beta.dtype)]
+    res.append(dh0.to(initial_state.dtype) if dh0 is not None else None)
     return tuple(r if w else None for r, w in zip(res, want))
 
 
@@ -109,7 +115,7 @@ def dv_new_values(dv_new: torch.Tensor) -> torch.Tensor:
 
 
 def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_dh0, lay, H, HV, rq=None, rk=None,
-                      problem=None, cp="auto", cp_tolerance=1e-6, cp_exact=True):
+                      problem=None, cp="auto", cp_tolerance=1e-6, cp_exact=True, states=True):
     """chunk_prep, the state pass and bwd_dstates on token-packed tensors and the layout ``lay``
     (``_layout.seq_layout(B, T, cu_seqlens)``). The state pass is the forward kernel itself
     (fused_fwd, storing the state at every chunk's start), so it gets the forward's intra-card
@@ -121,7 +127,8 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     (both or neither; q, k raw then). Returns a dict: ``hsT``, ``dhsT``
     ``[NC, HV, V, K]`` (state at each chunk's start / state gradient at its end, transposed),
     ``dv_new`` ``[Ttot, HV, 2 V]`` (high / low planes, see ``dv_new_values``), ``dh0`` (None unless
-    ``want_dh0``) and chunk_prep's ``L`` and ``gvec``. hsT, dhsT and dv_new are in qf's dtype, dh0 fp32; ``dht`` (the fp32 d(final
+    ``want_dh0``; ``hsT`` is None and the state pass is skipped when not ``states``: the reverse pass
+    needs no states) and chunk_prep's ``L`` and ``gvec``. hsT, dhsT and dv_new are in qf's dtype, dh0 fp32; ``dht`` (the fp32 d(final
     state) or None) and ``h0`` ride along for the local stage's partial last chunks."""
     device = qf.device
     Ttot = qf.shape[0]
@@ -141,16 +148,17 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     # forward's v_new = u - w S included). The exceptions need fp32 and take it from elsewhere: a
     # sequence's last partial chunk uses d(final state) and, for a one-chunk sequence, h0 itself;
     # bwd_dstates' first step uses d(final state) unrounded (docs/backward.md, "Precision").
-    hsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device)
+    hsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device) if states else None
     dhsT = torch.empty(nc, HV, 128, 128, dtype=qf.dtype, device=device)
     dv_new = torch.empty(Ttot, HV, 256, dtype=qf.dtype, device=device)   # planes: see dv_new_values
     dh0 = torch.empty(lay.num_seqs, HV, 128, 128, dtype=torch.float32, device=device) if want_dh0 else None
     # one CP split (cp.plan) for both passes: the reverse pass warms up after each segment
     seg_chunks = cp_plan.segment_chunks(problem, cp, device)
     # the state pass: the forward kernel's states-only variant (no o) on chunk_prep's outputs above
-    forward(qf.view(B, T, H, -1), kf.view(B, T, H, -1), vf.view(B, T, HV, -1), gf.view(B, T, HV), bf.view(B, T, HV),
-            scale, h0, False, rk is not None, cu_seqlens, problem, cp_tolerance=cp_tolerance, chunk_states=hsT,
-            prep=(L, stats, gvec), segment_chunks=seg_chunks, cp_exact=cp_exact, output=False)
+    if states:
+        forward(qf.view(B, T, H, -1), kf.view(B, T, H, -1), vf.view(B, T, HV, -1), gf.view(B, T, HV), bf.view(B, T, HV),
+                scale, h0, False, rk is not None, cu_seqlens, problem, cp_tolerance=cp_tolerance, chunk_states=hsT,
+                prep=(L, stats, gvec), segment_chunks=seg_chunks, cp_exact=cp_exact, output=False)
     ext = _native.ext()
     stream = _native.stream_handle(device)
     # scratch of the reverse pass: the exact CP correction's (empty without a split) and, for

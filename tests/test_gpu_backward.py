@@ -228,7 +228,7 @@ def test_backward_dh0_only(B, T, H, HV, lens, l2, gates, cp):
     dht = torch.randn(N, HV, 128, 128, device="cuda")
     h0 = x["initial_state"].detach().clone().requires_grad_(True)
     o, ht = flashgdn.chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["g"], x["beta"], initial_state=h0,
-                                            output_final_state=True, use_qk_l2norm_in_kernel=l2, cu_seqlens=cu, cp=cp)
+                                            output_final_state=True, use_qk_l2norm_in_kernel=l2, cu_seqlens=x["cu_seqlens"], cp=cp)
     ((o.double() * do.double()).sum() + (ht.double() * dht.double()).sum()).backward()
     ref = _grads(lambda *a, **k: R.chunked(*a, **k, dtype=torch.float64), x, do, dht, l2)[5]
     assert h0.grad is not None and h0.grad.dtype == h0.dtype and torch.isfinite(h0.grad).all()

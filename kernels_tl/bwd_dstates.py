@@ -342,9 +342,10 @@ def build(dtype: str, summary: bool = False):
                         T.barrier_wait(pempty[st], (ph + 1) % 2)
                         # row-scaled copy in dO's own layout (a transposed copy cost 2-byte shared
                         # loads per element); the state's GEMM takes it transposed
-                        # formed in registers, then stored: with the store inside the pass, each
-                        # 16-byte step's loads waited for the previous step's store (nvcc cannot
-                        # tell the shared tiles apart; docs/perf-notes.md, v8)
+                        # formed in registers, then stored, as bwd_local's passes are (v8a): with the
+                        # store inside the pass each 16-byte step's loads wait for the previous
+                        # step's store. Measured here (v8c) it changed nothing (250 registers, no
+                        # spills); kept so that the passes of the two kernels read alike
                         if summary:
                             for t, v in T.Parallel(C, DV):
                                 dot_f[t, v] = T.cast(

@@ -213,7 +213,6 @@ def test_backward_only_requested_grads():
     assert x["q"].grad is None and x["initial_state"].grad is None
 
 
-
 @pytest.mark.parametrize("B,T,H,HV,lens,l2,gates,cp", [(1, 8192, 2, 8, None, False, "decay", "auto"),
                                                        (1, 900, 1, 4, [1, 0, 700, 64, 135], True, "slow", 2),
                                                        (1, 6000, 1, 4, None, False, "zero", 4)])
@@ -236,6 +235,7 @@ def test_backward_dh0_only(B, T, H, HV, lens, l2, gates, cp):
     e = rel_err(h0.grad, ref)
     print(f"dh0 {e:.2e}")
     assert e <= TOL["dh0"], e
+
 
 # Non-decaying heads: both passes' split segments take the exact correction (cp_summary /
 # bwd_cp_summary + cp_combine). The gradients must be as accurate as the unsplit run's.

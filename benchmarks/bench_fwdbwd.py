@@ -7,6 +7,7 @@ device memory for one step (torch.cuda.max_memory_allocated over the inputs' foo
 
   python benchmarks/bench_fwdbwd.py --configs acceptance --json out.json
   python benchmarks/bench_fwdbwd.py --only 0 --only 1 --json part1.json
+  python benchmarks/bench_fwdbwd.py --libs flashgdn,flashgdn_lean   # save_wy_factors True / False
 
 FLA 0.6.0 refuses its backward on Hopper with Triton < 3.7.1 unless tilelang is importable
 (then it uses its TileLang kernels): install the FlashQLA anchor set (which brings tilelang)
@@ -28,7 +29,10 @@ from flashgdn.testing import make_inputs, cu_from_lens
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_fwd import bench, config_sets, label, library_fns  # noqa: E402
 
-LIBS = ("flashgdn", "fla", "flashqla")
+import flashgdn  # noqa: E402
+
+# flashgdn_lean: flashgdn with save_wy_factors=False (only the inputs kept for the backward)
+LIBS = ("flashgdn", "flashgdn_lean", "fla", "flashqla")
 
 
 def main():
@@ -57,7 +61,11 @@ def main():
         do = torch.randn_like(x["v"])
         dht = torch.randn(N, HV, 128, 128, device="cuda")
         row = {"config": label(B, T, H, HV, lens), "B": B, "T": T, "H": H, "HV": HV}
-        for name, fn in library_fns(set(args.libs.split(",")) & set(LIBS), cp).items():
+        fns = library_fns(set(args.libs.split(",")) & set(LIBS), cp)
+        if "flashgdn_lean" in args.libs.split(","):
+            fns["flashgdn_lean"] = lambda q, k, v, g, b, h0, cu: flashgdn.chunk_gated_delta_rule(
+                q, k, v, g, b, initial_state=h0, output_final_state=True, cu_seqlens=cu, cp=cp, save_wy_factors=False)
+        for name, fn in fns.items():
             def step():
                 for t in leaves:
                     t.grad = None

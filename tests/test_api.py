@@ -37,6 +37,7 @@ def call(**kw):
     ("initial_state", [1, 2], TypeError, "initial_state must be a torch.Tensor"),
     ("scale", "0.1", TypeError, "scale must be a float"),
     ("output_final_state", 1, TypeError, "output_final_state must be a bool"),
+    ("save_wy_factors", 0, TypeError, "save_wy_factors must be a bool"),
 ])
 def test_bad_argument(field, value, exc, needle):
     with pytest.raises(exc, match=needle.replace("[", r"\[").replace("]", r"\]")):

@@ -259,3 +259,42 @@ def test_backward_cp_exact_correction(B, T, H, HV, lens, gates, cp):
         line.append(f"{name} {e:.2e} (unsplit {e1:.2e})")
         assert e <= TOL[name] and e <= 1.1 * e1 + 5e-4, (name, e, e1)
     print("cp-exact bwd " + " ".join(line))
+
+
+@pytest.mark.parametrize("B,T,H,HV,lens,l2,cp", [(1, 1000, 2, 8, None, False, "auto"),
+                                              (1, 900, 1, 4, [1, 0, 700, 64, 135], True, 2)])
+def test_save_wy_factors(B, T, H, HV, lens, l2, cp):
+    """save_wy_factors=True (default: the forward keeps chunk_prep's outputs for the backward)
+    and False (only the inputs are kept; the backward reruns chunk_prep) give bitwise equal
+    gradients (deterministic sums), and the memory held from the forward to the backward differs
+    by exactly the documented tensors: L (64 per token and value head, input dtype), the chunk
+    stats (2 fp32 per chunk) and the gate table (78 x 64 fp32 per chunk)."""
+    from flashgdn._layout import seq_layout
+    cu = cu_from_lens(lens) if lens else None
+    x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", cu_seqlens=cu, normalize_k=not l2)
+    N = len(lens) if lens else B
+    do = torch.randn(B, T, HV, 128, device="cuda").to(torch.bfloat16)
+    dht = torch.randn(N, HV, 128, 128, device="cuda")
+    names = ["q", "k", "v", "g", "beta", "initial_state"]
+    grads, held = {}, {}
+    for save in (True, False):
+        leaves = [x[n].detach().clone().requires_grad_(True) for n in names]
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        o, ht = flashgdn.chunk_gated_delta_rule(*leaves[:5], initial_state=leaves[5], output_final_state=True,
+                                                use_qk_l2norm_in_kernel=l2, cu_seqlens=x["cu_seqlens"], cp=cp,
+                                                deterministic=True, save_wy_factors=save)
+        torch.cuda.synchronize()
+        held[save] = torch.cuda.memory_allocated() - before
+        loss = (o.double() * do.double()).sum() + (ht.double() * dht.double()).sum()
+        grads[save] = torch.autograd.grad(loss, leaves)
+        del o, ht, loss
+    for name, a, b in zip(NAMES, grads[True], grads[False]):
+        assert torch.equal(a, b), name
+    ref = _grads(lambda *a, **k: R.chunked(*a, **k, dtype=torch.float64), x, do, dht, l2)
+    for name, a, r in zip(NAMES, grads[True], ref):
+        assert rel_err(a, r) <= TOL[name], (name, rel_err(a, r))
+    nc = max(seq_layout(B, T, x["cu_seqlens"], x["q"].device).num_chunks, 1)
+    want = B * T * HV * 64 * 2 + nc * HV * 2 * 4 + nc * HV * 78 * 64 * 4
+    # the caching allocator rounds each block up to 512 bytes
+    assert abs(held[True] - held[False] - want) <= 3 * 512, (held, want)

@@ -6,16 +6,30 @@ import torch
 
 
 class ChunkGatedDeltaRule(torch.autograd.Function):
-    """Saves only the forward's inputs; the backward recomputes the states."""
+    """Saves the forward's inputs and, with ``save_wy_factors``, chunk_prep's outputs (the WY
+    inverse L, the chunk stats and the gate table with the gated WY tiles: ~440 bytes per token
+    and value head, docs/backward.md); the backward recomputes the states, and chunk_prep's
+    outputs too when they were not saved."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, beta, initial_state, scale, output_final_state, use_qk_l2norm, cu_seqlens,
-                problem, cp, cp_tolerance, deterministic=False):
+                problem, cp, cp_tolerance, deterministic=False, save_wy_factors=True):
         from .forward import forward
+        prep = None
+        if save_wy_factors:
+            # The same chunk_prep call the backward would make (L stored too), run once here: the
+            # forward reads its outputs instead of running chunk_prep itself, and the backward
+            # skips it (storing them costs the forward ~4%; recomputing them cost the backward
+            # ~6% of a training step, docs/perf-notes.md)
+            from . import ops
+            prep = ops.chunk_prep(k, _prep_beta(beta, q.dtype), g.to(torch.float32).contiguous(),
+                                  cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, q=q,
+                                  scale=scale if scale is not None else problem.K ** -0.5)
         o, ht = forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm, cu_seqlens,
-                        problem, cp=cp, cp_tolerance=cp_tolerance)
+                        problem, cp=cp, cp_tolerance=cp_tolerance, prep=prep)
         ctx.use_qk_l2norm = use_qk_l2norm
-        ctx.save_for_backward(q, k, v, g, beta, initial_state)
+        ctx.has_prep = prep is not None
+        ctx.save_for_backward(q, k, v, g, beta, initial_state, *(prep if prep is not None else ()))
         ctx.scale = scale
         ctx.cu_seqlens = cu_seqlens
         ctx.problem, ctx.cp, ctx.cp_tolerance = problem, cp, cp_tolerance
@@ -27,11 +41,17 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dht=None):
         from .backward import backward
-        q, k, v, g, beta, initial_state = ctx.saved_tensors
+        q, k, v, g, beta, initial_state, *prep = ctx.saved_tensors
         want = tuple(ctx.needs_input_grad[:6])
         if not any(want):
-            return (None,) * 14
+            return (None,) * 15
         grads = backward(q, k, v, g, beta, do, dht, ctx.scale, initial_state, ctx.cu_seqlens, want,
                          use_qk_l2norm=ctx.use_qk_l2norm, problem=ctx.problem, cp=ctx.cp,
-                         cp_tolerance=ctx.cp_tolerance, deterministic=ctx.deterministic)
-        return (*grads, None, None, None, None, None, None, None, None)
+                         cp_tolerance=ctx.cp_tolerance, deterministic=ctx.deterministic,
+                         prep=tuple(prep) if ctx.has_prep else None)
+        return (*grads, None, None, None, None, None, None, None, None, None)
+
+
+def _prep_beta(beta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """beta as chunk_prep takes it: in the inputs' dtype or fp32 (as the forward passes it)."""
+    return (beta if beta.dtype in (dtype, torch.float32) else beta.to(torch.float32)).contiguous()

@@ -3,7 +3,8 @@ with the forward's CP), the reverse pass (kernels_tl/bwd_dstates.py) and the per
 gradients (kernels_tl/bwd_local.py) run as AOT kernels; this module sums the GVA groups and differentiates the L2 norm. See docs/backward.md
 for the algebra and what is saved.
 
-Nothing but the forward's inputs is saved for the backward: the states are recomputed.
+The states are recomputed; chunk_prep's outputs are recomputed too unless the forward kept
+them (``prep``, autograd's default: docs/backward.md, "What is saved").
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _l2_backward(x: torch.Tensor, r: torch.Tensor, dxn: torch.Tensor) -> torch.T
 
 
 def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, use_qk_l2norm=False,
-             problem=None, cp="auto", cp_tolerance=1e-6, deterministic=False):
+             problem=None, cp="auto", cp_tolerance=1e-6, deterministic=False, prep=None):
     """Gradients of the GPU forward. q, k, v, do ``[B, T, ., 128]``, g, beta ``[B, T, HV]``;
     ``want`` = which of (q, k, v, g, beta, initial_state) need a gradient. With ``use_qk_l2norm``
     q and k are raw: the kernels take the norm as row factors (as the forward does) and the
@@ -36,7 +37,8 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     by sequential_stages when None), ``cp`` and ``cp_tolerance`` drive the state pass's context parallelism as in
     the forward. With GVA, dq and dk are summed over each group in the kernel with float atomics
     (HV / H times less memory; the last bits can vary between runs) unless ``deterministic``
-    (per-value-head buffers summed here). Returns ``(dq, dk, dv, dg, dbeta, dh0)`` with None
+    (per-value-head buffers summed here). ``prep``: ``ops.chunk_prep``'s ``(L, stats, gate_vectors)``
+    for these very inputs (scale and norm included) if the forward kept them; None recomputes them. Returns ``(dq, dk, dv, dg, dbeta, dh0)`` with None
     where not wanted."""
     _native.require_gpu(q.device)
     B, T, H, K = q.shape
@@ -59,7 +61,8 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     # one of q, k, v, g, beta needs a gradient (then all five come from the same kernels).
     local = any(want[:5])
     st = sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht32, cu_seqlens, bool(want[5]), lay,
-                           H, HV, rq, rk, problem=problem, cp=cp, cp_tolerance=cp_tolerance, states=local)
+                           H, HV, rq, rk, problem=problem, cp=cp, cp_tolerance=cp_tolerance, states=local,
+                           prep=prep)
     dh0 = st["dh0"]
     res = [None] * 5
     if local:
@@ -115,7 +118,7 @@ def dv_new_values(dv_new: torch.Tensor) -> torch.Tensor:
 
 
 def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_dh0, lay, H, HV, rq=None, rk=None,
-                      problem=None, cp="auto", cp_tolerance=1e-6, cp_exact=True, states=True):
+                      problem=None, cp="auto", cp_tolerance=1e-6, cp_exact=True, states=True, prep=None):
     """chunk_prep, the state pass and bwd_dstates on token-packed tensors and the layout ``lay``
     (``_layout.seq_layout(B, T, cu_seqlens)``). The state pass is the forward kernel itself
     (fused_fwd, storing the state at every chunk's start), so it gets the forward's intra-card
@@ -128,7 +131,8 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     ``[NC, HV, V, K]`` (state at each chunk's start / state gradient at its end, transposed),
     ``dv_new`` ``[Ttot, HV, 2 V]`` (high / low planes, see ``dv_new_values``), ``dh0`` (None unless
     ``want_dh0``; ``hsT`` is None and the state pass is skipped when not ``states``: the reverse pass
-    needs no states) and chunk_prep's ``L`` and ``gvec``. hsT, dhsT and dv_new are in qf's dtype, dh0 fp32; ``dht`` (the fp32 d(final
+    needs no states) and chunk_prep's ``L`` and ``gvec`` (``prep``: chunk_prep's outputs
+    ``(L, stats, gate_vectors)`` for these inputs, made by the caller; None runs chunk_prep here). hsT, dhsT and dv_new are in qf's dtype, dh0 fp32; ``dht`` (the fp32 d(final
     state) or None) and ``h0`` ride along for the local stage's partial last chunks."""
     device = qf.device
     Ttot = qf.shape[0]
@@ -138,8 +142,10 @@ def sequential_stages(qf, kf, vf, gf, bf, dof, scale, h0, dht, cu_seqlens, want_
     if problem is None:   # direct callers (tests, benchmarks): read the lengths once here
         problem = Problem(B, T, H, HV, 128, 128, lay.num_seqs,
                           tuple((cu_seqlens[1:] - cu_seqlens[:-1]).tolist()) if cu_seqlens is not None else None)
-    L, stats, gvec = ops.chunk_prep(kf.view(B, T, H, -1), bf.view(B, T, HV), gf.view(B, T, HV), cu_seqlens=cu_seqlens,
-                                use_qk_l2norm=rk is not None, q=qf.view(B, T, H, -1), scale=scale, layout=lay)
+    if prep is None:
+        prep = ops.chunk_prep(kf.view(B, T, H, -1), bf.view(B, T, HV), gf.view(B, T, HV), cu_seqlens=cu_seqlens,
+                              use_qk_l2norm=rk is not None, q=qf.view(B, T, H, -1), scale=scale, layout=lay)
+    L, stats, gvec = prep
     L = L.view(Ttot, HV, 64)
     nc = gvec.shape[0]
     dt = _native.dtype_code(qf.dtype)

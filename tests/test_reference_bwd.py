@@ -55,3 +55,27 @@ def test_chunk_v_new_on_the_pass_states(B, T, H, HV, lens):
     idx = RB.chunk_index(B, T, x["cu_seqlens"], "cpu")
     hs, vn = RB.chunk_states(k, v, g, beta, idx, x["initial_state"])
     torch.testing.assert_close(RB.chunk_v_new(k, v, g, beta, hs, idx), vn, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("gates", ["decay", "steep"])
+def test_fused_plan_identities(gates):
+    """The reformulations the fused reverse kernel's plan rests on (docs/perf-notes.md, Backward,
+    "A second cut of the plan"), exact in fp64 on one chunk: (a) the state gradient's w term from
+    dR = Au^T dv_new: -w^T dv_new = K^T dre with dre = -diag(E) dR; (b) dgc's w term
+    (E K) . (Au^T dw) = rowsum(K * (dre S^T)), dw = -dv_new S^T; (c) dv_new = P^T dO + diag(kf) K dS'
+    through one accumulator and two row scales s = 1 / kf."""
+    x = make_inputs(1, 64, 1, 1, K=16, V=8, dtype=torch.float64, gates=gates)
+    kc, gc, bc, qc = x["k"][0, :, 0], x["g"][0, :, 0].cumsum(0), x["beta"][0, :, 0], x["q"][0, :, 0]
+    f = R.wy_factors(kc, bc, gc)
+    Au, E, G = f["Au"], f["E"], f["G"]
+    S, dS1, dO = (torch.randn(*s, dtype=torch.float64) for s in ((16, 8), (16, 8), (64, 8)))
+    P = G * (qc @ kc.T)
+    kf = (gc[-1] - gc).exp()
+    dvn = P.T @ dO + kf[:, None] * (kc @ dS1)
+    w = Au @ (E[:, None] * kc)
+    dre = -E[:, None] * (Au.T @ dvn)
+    torch.testing.assert_close(-w.T @ dvn, kc.T @ dre, rtol=1e-12, atol=1e-12)
+    dEK = Au.T @ (-(dvn @ S.T))
+    torch.testing.assert_close(((E[:, None] * kc) * dEK).sum(-1), (kc * (dre @ S.T)).sum(-1), rtol=1e-12, atol=1e-12)
+    s = 1 / kf
+    torch.testing.assert_close((s[:, None] * (P.T @ dO) + kc @ dS1) / s[:, None], dvn, rtol=1e-12, atol=1e-12)

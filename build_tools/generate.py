@@ -80,8 +80,18 @@ def _split_params(text: str) -> list[tuple[str, str]]:
     return out
 
 
+# The most dynamic shared memory an sm_90 block may opt in to (227 KB). A kernel that asks for
+# more compiles but fails at launch - on a GPU only, so check it here, at build time.
+MAX_DYNAMIC_SMEM = 232448
+_SMEM_RE = re.compile(r"cudaFuncAttributeMaxDynamicSharedMemorySize,\s*(\d+)")
+
+
 def make_translation_unit(symbol: str, wrapped: str) -> tuple[str, str]:
     """Turn TileLang's wrapped source into one self-contained TU; return (source, declaration)."""
+    for m in _SMEM_RE.finditer(wrapped):
+        if int(m.group(1)) > MAX_DYNAMIC_SMEM:
+            raise RuntimeError(f"{symbol}: asks for {m.group(1)} bytes of dynamic shared memory, more than the "
+                               f"{MAX_DYNAMIC_SMEM} an sm_90 block may have (it would fail at launch)")
     m = _CALL_RE.search(wrapped)
     if m is None:
         raise RuntimeError(f"{symbol}: TileLang wrapper has no call() entry point")

@@ -99,3 +99,17 @@ def test_gate_vector_rows_agree():
     with open(header) as f:
         header_rows = int(re.search(r"#define FGDN_GATE_VECTOR_ROWS (\d+)", f.read()).group(1))
     assert kernel_rows == header_rows == ops.GATE_VECTOR_ROWS
+
+
+def test_generator_rejects_kernels_over_the_shared_memory_limit():
+    """build_tools/generate.py refuses a kernel whose launch would ask for more dynamic shared
+    memory than an sm_90 block may have (such a kernel compiles, then fails on the GPU only)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "build_tools", "generate.py")
+    spec = importlib.util.spec_from_file_location("flashgdn_generate", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    body = ('extern "C" TL_EXPORT int call(float* __restrict__ x, cudaStream_t stream) {\\n'
+            "  cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, %d);\\n}\\n")
+    gen.make_translation_unit("ok_kernel", body % gen.MAX_DYNAMIC_SMEM)
+    with pytest.raises(RuntimeError, match="dynamic shared memory"):
+        gen.make_translation_unit("big_kernel", body % (gen.MAX_DYNAMIC_SMEM + 1024))

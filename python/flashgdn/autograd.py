@@ -14,7 +14,13 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, beta, initial_state, scale, output_final_state, use_qk_l2norm, cu_seqlens,
                 problem, cp, cp_tolerance, deterministic=False, save_wy_factors=True):
-        from .forward import forward
+        from ._layout import seq_layout
+        from .forward import forward, kernel_gates
+        # the sequence layout once per step: chunk_prep here and the backward reuse it (varlen:
+        # a few small device ops each time it is built)
+        B, T = q.shape[:2]
+        ctx.layout = seq_layout(B, T, cu_seqlens, q.device)
+        g32, beta_k = kernel_gates(g, beta, q.dtype)   # converted once, for chunk_prep and the forward
         prep = None
         if save_wy_factors:
             # The same chunk_prep call the backward would make (L stored too), run once here: the
@@ -22,10 +28,9 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             # skips it (storing them costs the forward ~4%; recomputing them cost the backward
             # ~6% of a training step, docs/perf-notes.md)
             from . import ops
-            prep = ops.chunk_prep(k, _prep_beta(beta, q.dtype), g.to(torch.float32).contiguous(),
-                                  cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, q=q,
-                                  scale=scale if scale is not None else problem.K ** -0.5)
-        o, ht = forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm, cu_seqlens,
+            prep = ops.chunk_prep(k, beta_k, g32, cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, q=q,
+                                  scale=scale if scale is not None else problem.K ** -0.5, layout=ctx.layout)
+        o, ht = forward(q, k, v, g32, beta_k, scale, initial_state, output_final_state, use_qk_l2norm, cu_seqlens,
                         problem, cp=cp, cp_tolerance=cp_tolerance, prep=prep)
         ctx.use_qk_l2norm = use_qk_l2norm
         ctx.has_prep = prep is not None
@@ -48,10 +53,6 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
         grads = backward(q, k, v, g, beta, do, dht, ctx.scale, initial_state, ctx.cu_seqlens, want,
                          use_qk_l2norm=ctx.use_qk_l2norm, problem=ctx.problem, cp=ctx.cp,
                          cp_tolerance=ctx.cp_tolerance, deterministic=ctx.deterministic,
-                         prep=tuple(prep) if ctx.has_prep else None)
+                         prep=tuple(prep) if ctx.has_prep else None, layout=ctx.layout)
         return (*grads, None, None, None, None, None, None, None, None, None)
 
-
-def _prep_beta(beta: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """beta as chunk_prep takes it: in the inputs' dtype or fp32 (as the forward passes it)."""
-    return (beta if beta.dtype in (dtype, torch.float32) else beta.to(torch.float32)).contiguous()

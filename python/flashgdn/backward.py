@@ -29,7 +29,7 @@ def _l2_backward(x: torch.Tensor, r: torch.Tensor, dxn: torch.Tensor) -> torch.T
 
 
 def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, use_qk_l2norm=False,
-             problem=None, cp="auto", cp_tolerance=1e-6, deterministic=False, prep=None):
+             problem=None, cp="auto", cp_tolerance=1e-6, deterministic=False, prep=None, layout=None):
     """Gradients of the GPU forward. q, k, v, do ``[B, T, ., 128]``, g, beta ``[B, T, HV]``;
     ``want`` = which of (q, k, v, g, beta, initial_state) need a gradient. With ``use_qk_l2norm``
     q and k are raw: the kernels take the norm as row factors (as the forward does) and the
@@ -38,7 +38,8 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     the forward. With GVA, dq and dk are summed over each group in the kernel with float atomics
     (HV / H times less memory; the last bits can vary between runs) unless ``deterministic``
     (per-value-head buffers summed here). ``prep``: ``ops.chunk_prep``'s ``(L, stats, gate_vectors)``
-    for these very inputs (scale and norm included) if the forward kept them; None recomputes them. Returns ``(dq, dk, dv, dg, dbeta, dh0)`` with None
+    for these very inputs (scale and norm included) if the forward kept them; None recomputes them.
+    ``layout``: ``_layout.seq_layout(B, T, cu_seqlens)`` if the caller built it already. Returns ``(dq, dk, dv, dg, dbeta, dh0)`` with None
     where not wanted."""
     _native.require_gpu(q.device)
     B, T, H, K = q.shape
@@ -56,7 +57,7 @@ def backward(q, k, v, g, beta, do, dht, scale, initial_state, cu_seqlens, want, 
     bf = flat(beta).to(torch.float32).contiguous()
     h0 = initial_state.to(torch.float32).contiguous() if initial_state is not None else None
     dht32 = dht.to(torch.float32).contiguous() if dht is not None else None
-    lay = seq_layout(B, T, cu_seqlens, device)
+    lay = layout if layout is not None else seq_layout(B, T, cu_seqlens, device)
     # The reverse pass alone gives dh0; the state pass and the per-chunk gradients run only when
     # one of q, k, v, g, beta needs a gradient (then all five come from the same kernels).
     local = any(want[:5])

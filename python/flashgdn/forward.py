@@ -8,6 +8,14 @@ from . import _native, cp as cp_plan
 from ._validate import Problem
 
 
+def kernel_gates(g: torch.Tensor, beta: torch.Tensor, dtype: torch.dtype):
+    """g and beta as the kernels take them: g fp32, beta in the inputs' dtype or fp32; contiguous
+    (no copy when they already are)."""
+    if beta.dtype not in (dtype, torch.float32):
+        beta = beta.to(torch.float32)
+    return g.to(torch.float32).contiguous(), beta.contiguous()
+
+
 def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm_in_kernel, cu_seqlens,
             p: Problem, cp="auto", cp_tolerance: float = 1e-6, chunk_states: torch.Tensor | None = None,
             prep: tuple | None = None, segment_chunks: int | None = None, cp_exact: bool = True,
@@ -29,10 +37,7 @@ def forward(q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l
     if not output and chunk_states is None:
         raise ValueError("output=False needs chunk_states (a forward with no output computes nothing)")
     q, k, v = _native.tma_ready(q), _native.tma_ready(k), _native.tma_ready(v)
-    g = g.to(torch.float32).contiguous()
-    if beta.dtype not in (q.dtype, torch.float32):
-        beta = beta.to(torch.float32)
-    beta = beta.contiguous()
+    g, beta = kernel_gates(g, beta, q.dtype)
     h0 = initial_state.to(torch.float32).contiguous() if initial_state is not None else None
     if scale is None:
         scale = p.K ** -0.5

@@ -37,7 +37,11 @@ def main():
         f.write(src)
     import tilelang
     root = os.path.dirname(tilelang.__file__)
-    cmd = [a.nvcc, "-std=c++20", "-w", "-O3", "--use_fast_math", "-lineinfo", "--shared", "-Xcompiler", "-fPIC",
+    # the module's own fast-math setting, as the package build (cmake/FlashgdnKernels.cmake) uses
+    # it: a debug build that differs there times a different kernel (IEEE division and expf
+    # against their fast forms)
+    fast = ["--use_fast_math"] if generate._fast_math(mod) else []
+    cmd = [a.nvcc, "-std=c++20", "-w", "-O3", *fast, "-lineinfo", "--shared", "-Xcompiler", "-fPIC",
            "-gencode", "arch=compute_90a,code=sm_90a", f"-I{root}/src", f"-I{root}/3rdparty/cutlass/include",
            cu, "-o", a.out]
     # the nvcc wheel keeps its libraries in <root>/lib, where nvcc.profile expects lib64

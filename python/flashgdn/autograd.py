@@ -29,7 +29,7 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
             # ~6% of a training step, docs/perf-notes.md)
             from . import ops
             prep = ops.chunk_prep(k, beta_k, g32, cu_seqlens=cu_seqlens, use_qk_l2norm=use_qk_l2norm, q=q,
-                                  scale=scale if scale is not None else problem.K ** -0.5, layout=ctx.layout)
+                                  scale=scale, layout=ctx.layout)
         o, ht = forward(q, k, v, g32, beta_k, scale, initial_state, output_final_state, use_qk_l2norm, cu_seqlens,
                         problem, cp=cp, cp_tolerance=cp_tolerance, prep=prep)
         ctx.use_qk_l2norm = use_qk_l2norm
@@ -55,4 +55,3 @@ class ChunkGatedDeltaRule(torch.autograd.Function):
                          cp_tolerance=ctx.cp_tolerance, deterministic=ctx.deterministic,
                          prep=tuple(prep) if ctx.has_prep else None, layout=ctx.layout)
         return (*grads, None, None, None, None, None, None, None, None, None)
-

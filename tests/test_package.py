@@ -113,3 +113,10 @@ def test_generator_rejects_kernels_over_the_shared_memory_limit():
     gen.make_translation_unit("ok_kernel", body % gen.MAX_DYNAMIC_SMEM)
     with pytest.raises(RuntimeError, match="dynamic shared memory"):
         gen.make_translation_unit("big_kernel", body % (gen.MAX_DYNAMIC_SMEM + 1024))
+    # one mbarrier next to a 1024-aligned dynamic buffer takes a whole 1 KB at launch (an H100
+    # refused 231680 dynamic bytes with 9 barriers; 230400 had launched)
+    barriers = ('__global__ void k() {\n  extern __shared__ __align__(1024) uchar buf_dyn_shmem[];\n'
+                '  __shared__ __align__(16) uint64_t bar_mem[1];\n}\n')
+    gen.make_translation_unit("ok_kernel", barriers + body % (gen.MAX_DYNAMIC_SMEM - 1024))
+    with pytest.raises(RuntimeError, match="static"):
+        gen.make_translation_unit("barrier_kernel", barriers + body % (gen.MAX_DYNAMIC_SMEM - 768))

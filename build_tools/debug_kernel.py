@@ -21,6 +21,8 @@ def main():
     ap.add_argument("--module", required=True)
     ap.add_argument("--symbol", required=True)
     ap.add_argument("--kw", action="append", default=[], help="builder keyword, name=value (ints parsed)")
+    ap.add_argument("--pass-config", action="append", default=[],
+                    help="extra TileLang pass config for this build, key=0|1 (e.g. tl.disable_safe_memory_legalize=1)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--nvcc", default="nvcc")
     a = ap.parse_args()
@@ -31,7 +33,11 @@ def main():
     kdir = os.path.abspath(a.kernels_dir)
     mod = generate._import(kdir, a.module)
     func = mod.build(**kwargs).with_attr("global_symbol", a.symbol)
-    src, _ = generate.make_translation_unit(a.symbol, generate._lower(func, getattr(mod, "PASS_CONFIGS", {})))
+    pass_configs = dict(getattr(mod, "PASS_CONFIGS", {}))
+    for item in a.pass_config:
+        k, v = item.split("=", 1)
+        pass_configs[k] = bool(int(v))
+    src, _ = generate.make_translation_unit(a.symbol, generate._lower(func, pass_configs))
     cu = a.out[:-3] + ".cu"
     with open(cu, "w") as f:
         f.write(src)

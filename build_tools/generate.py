@@ -87,7 +87,7 @@ _SMEM_RE = re.compile(r"cudaFuncAttributeMaxDynamicSharedMemorySize,\s*(\d+)")
 # Static shared declarations (TileLang's mbarriers) come first and the dynamic buffer starts at its
 # own alignment after them: 144 bytes of barriers cost a whole 1 KB next to a 1024-aligned buffer
 # (measured: bwd_fused with 231680 dynamic bytes and 9 barriers failed at launch on an H100)
-_STATIC_SMEM_RE = re.compile(r"^\s*__shared__\s+__align__\((\d+)\)\s+(\w+)\s+\w+\[(\d+)\];", re.M)
+_STATIC_SMEM_RE = re.compile(r"^\s*__shared__\s+(?:__align__\((\d+)\)\s+)?(\w+)\s+\w+\[(\d+)\];", re.M)
 _DYN_ALIGN_RE = re.compile(r"extern\s+__shared__\s+__align__\((\d+)\)")
 _ELEM_BYTES = {"uint64_t": 8, "float": 4, "int": 4, "uchar": 1, "half_t": 2, "bfloat16_t": 2}
 
@@ -96,7 +96,10 @@ def _static_smem_bytes(source: str) -> int:
     """Shared memory a block of this kernel uses besides its dynamic buffer, as the launch counts it."""
     total = 0
     for align, ty, n in _STATIC_SMEM_RE.findall(source):
-        total = -(-total // int(align)) * int(align) + _ELEM_BYTES.get(ty, 16) * int(n)
+        if ty not in _ELEM_BYTES:
+            raise RuntimeError(f"static __shared__ array of unknown element type {ty!r}: add its size to _ELEM_BYTES")
+        a = int(align) if align else _ELEM_BYTES[ty]
+        total = -(-total // a) * a + _ELEM_BYTES[ty] * int(n)
     m = _DYN_ALIGN_RE.search(source)
     if total and m:
         total = -(-total // int(m.group(1))) * int(m.group(1))

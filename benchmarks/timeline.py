@@ -1,6 +1,6 @@
 """Per-phase cycle timeline of fused_fwd's first CTA (debug build from build_tools/debug_kernel.py).
 
-  python benchmarks/timeline.py .devrun/dbg_fused_fwd.so dbg_fused_fwd B T H HV
+  python benchmarks/timeline.py .devrun/dbg_fused_fwd.so dbg_fused_fwd B T H HV [gates]
 """
 import ctypes
 import sys
@@ -12,9 +12,10 @@ from flashgdn.testing import make_inputs
 
 so, sym = sys.argv[1], sys.argv[2]
 B, T, H, HV = (int(x) for x in sys.argv[3:7])
+gates = sys.argv[7] if len(sys.argv) > 7 else "decay"
 lib = ctypes.CDLL(so)
 fn = getattr(lib, sym + "_launch")
-x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", gates="slow", seed=0)
+x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", gates=gates, seed=0)
 L, stats, gvec = ops.chunk_prep(x["k"], x["beta"], x["g"])
 o = torch.empty_like(x["v"])
 N = B
@@ -23,18 +24,33 @@ nct = (T + 63) // 64
 P = ctypes.c_void_p
 I = ctypes.c_int
 dummy = torch.zeros(16, dtype=torch.int32, device="cuda")
-args = [P(t.data_ptr()) for t in (x["q"], x["k"], x["v"], L, gvec, stats, x["initial_state"])]
-args += [P(dummy.data_ptr()), P(dummy.data_ptr()), P(dummy.data_ptr()), P(o.data_ptr()), P(ht.data_ptr())]
-# seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol, Ttot, H, HV, NCG, NST, NS1, stream
-args += [I(T), I(B), I(1 << 30), I(B), I(1), I(0), ctypes.c_float(-13.8), I(B * T), I(H), I(HV), I(gvec.shape[0]), I(N), I(N + 1),
-         P(torch.cuda.current_stream().cuda_stream)]
+# the launch signature of generate.py's wrapper: q, k, v, wy (gvec's memory), gvec, stats, h0,
+# cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states, then the scalars and dims
+args = [P(t.data_ptr()) for t in (x["q"], x["k"], x["v"], gvec, gvec, stats, x["initial_state"])]
+args += [P(dummy.data_ptr())] * 3 + [P(o.data_ptr()), P(ht.data_ptr()), P(dummy.data_ptr()), P(dummy.data_ptr())]
+# seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states, cp_log_tol, exact_cp
+args += [I(T), I(B), I(1 << 30), I(B), I(1), I(0), I(0), ctypes.c_float(-13.8), I(0)]
+# Ttot, H, HV, NCG, NST, NS1, NCS, NSEG, stream
+args += [I(B * T), I(H), I(HV), I(gvec.shape[0]), I(N), I(N + 1), I(1), I(1), P(torch.cuda.current_stream().cuda_stream)]
 for _ in range(3):
     ht.zero_()
     rc = fn(*args)
     assert rc == 0, rc
 torch.cuda.synchronize()
+start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+start.record()
+for _ in range(10):
+    fn(*args)
+end.record()
+torch.cuda.synchronize()
+print(f"kernel {start.elapsed_time(end) / 10:.4f} ms (event, stamped build)")
+ht.zero_()
+fn(*args)
+torch.cuda.synchronize()
 tl = ht[0, 0, :64, :24].double().cpu()
-names_s = ["top", "waits(pfull,full)", "v_new gemm", "convert+3 gemms", "arrive+combine", "store wait+sync", "o_s+store issue", "end"]
+# state stamps in time order: 0 top, 1 inputs waited, 6 previous o tile stored (under the v~
+# GEMM), 2 v~ done, 3 update + output GEMMs done, 5 o combined, 4 end
+names_s = ["top", "waits(pfull,full)", "prev o tile store", "v~ gemm+u", "convert+3 gemms", "combine", "o hold/end"]
 names_p = ["top", "full+factors+L", "Au,Aw,3 issues", "u,w stores", "P store"]
 rows = range(8, min(56, nct - 2))
 def deltas(cols):
@@ -44,8 +60,8 @@ def deltas(cols):
         out.append(statistics.median([tl[i, b] - tl[i, a] for i in rows]))
     period = statistics.median([tl[i + 1, cols[0]] - tl[i, cols[0]] for i in rows])
     return out, period
-ds, ps = deltas([0, 1, 2, 3, 5, 6, 4])
+ds, ps = deltas([0, 1, 6, 2, 3, 5, 4])
 dp, pp = deltas([16, 17, 18, 19, 20])
 print(f"state period {ps:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_s[1:], ds)))
 print(f"prep  period {pp:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_p[1:], dp)))
-print("prep ahead of state by (cycles, chunk i top):", float(tl[20, 0] - tl[20, 16]))
+print("prep ahead of state by (cycles, chunk 20 top):", float(tl[20, 0] - tl[20, 16]))

@@ -48,9 +48,9 @@ ht.zero_()
 fn(*args)
 torch.cuda.synchronize()
 tl = ht[0, 0, :64, :24].double().cpu()
-# state stamps in time order: 0 top, 1 inputs waited, 6 previous o tile stored (under the v~
-# GEMM), 2 v~ done, 3 update + output GEMMs done, 5 o combined, 4 end
-names_s = ["top", "waits(pfull,full)", "prev o tile store", "v~ gemm+u", "convert+3 gemms", "combine", "o hold/end"]
+# state stamps in time order: 0 top, 1 inputs waited, 2 v~ done, 3 update + output GEMMs done,
+# 5 o combined, 6 previous o tile's TMA store waited, 4 o tile written and its store issued
+names_s = ["top", "waits(pfull,full)", "v~ gemm+u", "convert+3 gemms", "combine", "o store wait", "o tile write+TMA"]
 names_p = ["top", "full+factors+L", "Au,Aw,3 issues", "u,w stores", "P store"]
 rows = range(8, min(56, nct - 2))
 def deltas(cols):
@@ -60,7 +60,7 @@ def deltas(cols):
         out.append(statistics.median([tl[i, b] - tl[i, a] for i in rows]))
     period = statistics.median([tl[i + 1, cols[0]] - tl[i, cols[0]] for i in rows])
     return out, period
-ds, ps = deltas([0, 1, 6, 2, 3, 5, 4])
+ds, ps = deltas([0, 1, 2, 3, 5, 6, 4])
 dp, pp = deltas([16, 17, 18, 19, 20])
 print(f"state period {ps:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_s[1:], ds)))
 print(f"prep  period {pp:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_p[1:], dp)))

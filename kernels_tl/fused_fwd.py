@@ -28,8 +28,7 @@ wgmma, C7512). Per chunk c (64 tokens):
       v~^T = u~^T + S^T (-w~)^T                    wgmma RS m64n64k128 (A = S^T, registers)
       S^T  = exp(gc_last) S^T + (v~^T diag(dec')) K           wgmma RS m64n128k64  \\ three GEMMs
       o^T  = diag(og) (S_old^T Q^T) + v~^T P~^T      wgmma RS m64n64k128, m64n64k64 / back to back
-      o^T -> bf16 fragment; written to smem and TMA-stored under the next chunk's v~ GEMM
-      (off the recurrence's path); masked stores at once for a partial chunk.
+      o -> smem -> TMA store (waited for one chunk later); masked stores for a partial chunk.
 
 The recurrence is WG0's two dependent GEMMs; everything that does not depend on the state runs
 one chunk ahead on WG1. The two are now about balanced (ncu at (1,8k,16,64): WG1 ~690
@@ -223,10 +222,6 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                     if outs:
                         oacc = T.alloc_fragment((DV, C), acc)   # o^T [c][t]: S Q^T part
                         oacc2 = T.alloc_fragment((DV, C), acc)  # o^T: P~ v~ part
-                        o_held = T.alloc_fragment((DV, C), dtype)  # a full chunk's o^T (input dtype), stored during the next chunk
-                        opend = T.alloc_local((2,), "int32")    # [0]: o_held holds a tile to store; [1]: its first token
-                        opend[0] = 0
-                        T.clear(o_held)   # never read before a full chunk writes it (opend); for the init check
                     dec_f = T.alloc_fragment((C,), acc)
                     if outs:
                         og_f = T.alloc_fragment((C,), acc)
@@ -269,21 +264,6 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                         # v~^T = S^T (-w~)^T + u~^T: the GEMM starts from zero so that the u~ loads
                         # (and the factor loads) overlap it instead of preceding it
                         T.wgmma_gemm(S_bf, w_s[st, :, :], vacc, transpose_B=True, clear_accum=True)
-                        if outs:
-                            # The previous chunk's o tile leaves under this GEMM (it was on the
-                            # recurrence's path between the update GEMM and the next v~ GEMM). The
-                            # tile before it must have left o_s: the thread that issued its TMA
-                            # store waits, then the warpgroup meets it at a named barrier (id 5:
-                            # TileLang's own partial syncs here use 3 and 4).
-                            if opend[0] != 0:
-                                T.tma_store_wait()
-                                T.sync_threads(5, 128)
-                                for c, t in T.Parallel(DV, C):
-                                    o_s[t, c] = o_held[c, t]
-                                T.tma_copy(o_s, o[opend[1]:opend[1] + C, hv, c0:c0 + DV])
-                            if timeline:
-                                if tx == 0:
-                                    _stamp(ht, bx, hv, i, 6, t_start)
                         if staged_states:
                             # for the backward: the state at this chunk's start (its own chunks
                             # only), in the input dtype as the GEMMs here use it; through shared
@@ -331,13 +311,20 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                             if timeline:
                                 if tx == 0:
                                     _stamp(ht, bx, hv, i, 5, t_start)
-                            opend[0] = 0
                             if c_begin + i < c_out:
                                 pass                         # warm-up chunk: no outputs
                             elif nvalid == C:
-                                T.copy(oacc, o_held)           # stored under the next chunk's v~ GEMM
-                                opend[0] = 1
-                                opend[1] = t0
+                                # The previous chunk's tile must have left o_s: the thread that issued
+                                # its TMA store waits, then the warpgroup meets it at a named barrier
+                                # (id 5: TileLang's own partial syncs here use 3 and 4).
+                                T.tma_store_wait()
+                                T.sync_threads(5, 128)
+                                if timeline:
+                                    if tx == 0:
+                                        _stamp(ht, bx, hv, i, 6, t_start)
+                                for c, t in T.Parallel(DV, C):
+                                    o_s[t, c] = oacc[c, t]
+                                T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
                             else:
                                 for c, t in T.Parallel(DV, C):
                                     if t < nvalid:
@@ -352,13 +339,6 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                         if tx == 0 and bx % 4 == 0:
                             kinds[seg, hv] = ix[5]
                     else:
-                        if outs:
-                            if opend[0] != 0:                # the last full chunk's o tile
-                                T.tma_store_wait()
-                                T.sync_threads(5, 128)
-                                for c, t in T.Parallel(DV, C):
-                                    o_s[t, c] = o_held[c, t]
-                                T.tma_copy(o_s, o[opend[1]:opend[1] + C, hv, c0:c0 + DV])
                         T.tma_store_wait()
                         if store_final != 0 and c_end == nct:
                             for c, kk in T.Parallel(DV, D):

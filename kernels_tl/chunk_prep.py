@@ -1,8 +1,8 @@
 """chunk_prep: the gate-free WY inverse of every 64-token chunk, plus chunk statistics.
 
-One CTA per (chunk, value head); 128 threads = one warpgroup, 92 registers and 54 KB of shared
+One CTA per (chunk, value head); 128 threads = one warpgroup, 91 registers and 54 KB of shared
 memory, so four CTAs share an SM and hide each other's latencies (the kernel is short and bound
-by shared-memory wavefronts and latency, not by arithmetic). K K^T is recomputed per value head
+by latency and its 19.5 KB of stores per CTA, not by arithmetic). K K^T is recomputed per value head
 of a GVA group (one wgmma; the K tile comes from L2 for the group's other heads: walking the
 group's heads in one CTA measured slower, docs/perf-notes.md).
 

@@ -2,8 +2,8 @@
 
 One CTA per (chunk, value head); 128 threads = one warpgroup, 91 registers and 54 KB of shared
 memory, so four CTAs share an SM and hide each other's latencies (the kernel is short and bound
-by latency and its 19.5 KB of stores per CTA, not by arithmetic). K K^T is recomputed per value head
-of a GVA group (one wgmma; the K tile comes from L2 for the group's other heads: walking the
+by latency and its 19.5 KB of stores per CTA, not by arithmetic). K K^T is recomputed per value
+head of a GVA group (one wgmma; the K tile comes from L2 for the group's other heads: walking the
 group's heads in one CTA measured slower, docs/perf-notes.md).
 
   1. K tile [64,128] -> smem by TMA; beta -> smem; while K is in flight warp 2 forms gc (cumsum

@@ -70,8 +70,9 @@ typedef struct fgdn_seqs {
   int num_seqs;              /* number of sequences N */
   int seq_len;               /* > 0: uniform length; 0: varlen from cu_seqlens */
   const int32_t* cu_seqlens; /* varlen only: [N+1], cu_seqlens[0] == 0, non-decreasing,
-                                cu_seqlens[N] == total_tokens (read on the device, not checked
-                                there: other values make the kernels access out of range) */
+                                cu_seqlens[N] == total_tokens. Read on the device and not checked
+                                there: a table that breaks these is undefined behaviour (the
+                                kernels may read and write out of range) */
   const int32_t* chunk_offsets; /* varlen only: [N+1], prefix sums of ceil(len_n / 64) */
   int num_chunks;            /* total chunks = sum ceil(len_n / 64) (an upper bound is allowed) */
 } fgdn_seqs;

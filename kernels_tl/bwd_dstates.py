@@ -67,7 +67,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_TABLE_ROWS, GV_GC, GV_MISC, GV_EG, GV_KF, GV_RQS, GV_RK, GV_RA, GV_WY_AW
-from common import KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
+from common import KIND_CUT, KIND_RELATIVE, acc_transposed_layout, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
 
 NAME = "bwd_dstates"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -99,6 +99,7 @@ def build(dtype: str, summary: bool = False):
                      seg_dstates, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_dht, store_dh0,
                      cp_log_tol, exact_cp):
         with T.Kernel((4 if summary else 2) * num_segs, HV, threads=256) as (bx, hv):
+            pdl_wait()
             if summary:
                 is_m = (bx // 2) % 2          # 1: a row half of M (identity start, dO = 0)
                 seg = bx // 4
@@ -183,6 +184,9 @@ def build(dtype: str, summary: bool = False):
                     dvt = T.alloc_fragment((DV, C), acc)         # dv_new^T [v][t]
                     dvl_f = T.alloc_fragment((DV, C), acc)
                     dvn_bf = T.alloc_fragment((DV, C), dtype)   # the update GEMM's operand
+                    if not summary:
+                        dvh_bf = T.alloc_fragment((C, DV), dtype)  # bf16(dv_new) [t][v], for the store
+                        T.annotate_layout({dvh_bf: acc_transposed_layout(C, DV)})
                     kf_f = T.alloc_fragment((C,), acc)
                     if fold_rows:
                         ra_f = T.alloc_fragment((C,), acc)
@@ -268,8 +272,11 @@ def build(dtype: str, summary: bool = False):
                                 # under the update GEMM (which only reads dvn_bf); the previous
                                 # chunk's store has read dvh_s (tma_store_wait at this chunk's start)
                                 if nvalid == C:
-                                    for v, t in T.Parallel(DV, C):
-                                        dvh_s[t, v] = T.cast(dvt[v, t], dtype)
+                                    # transposed in registers (dvh_bf holds dvt's elements), then
+                                    # stmatrix.trans (was 32 scalar 2-byte stores a thread)
+                                    for t, v in T.Parallel(C, DV):
+                                        dvh_bf[t, v] = T.cast(dvt[v, t], dtype)
+                                    T.copy(dvh_bf, dvh_s)
                                     T.tma_copy(dvh_s, dvnew[t0:t0 + C, hv, 2 * c0:2 * c0 + DV])
                                 else:
                                     for v, t in T.Parallel(DV, C):

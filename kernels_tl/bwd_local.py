@@ -65,7 +65,7 @@ import functools
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, locate_item, variant_symbol
+from common import CHUNK, HEAD_DIM, GV_ROWS, GV_GC, locate_item, pdl_wait, variant_symbol
 
 
 @T.macro
@@ -161,6 +161,7 @@ def build(dtype: str, last: bool):
         # from L2 after the first CTA reads them (chunk-major, a group's heads ran a wave or more
         # apart).
         with T.Kernel(*((NS1 - 1, HV) if last else (NCG * HV,)), threads=THREADS) as ids:
+            pdl_wait()
             idl = T.alloc_local((2,), "int32")   # (item, value head), computed once (see hk below)
             if last:
                 idl[0] = ids[0]

@@ -2,9 +2,10 @@
 
 One CTA per (chunk, value head); 128 threads = one warpgroup, 91 registers and 54 KB of shared
 memory, so four CTAs share an SM and hide each other's latencies (the kernel is short and bound
-by latency and its 19.5 KB of stores per CTA, not by arithmetic). K K^T is recomputed per value
-head of a GVA group (one wgmma; the K tile comes from L2 for the group's other heads: walking the
-group's heads in one CTA measured slower, docs/perf-notes.md).
+by latency and its 19.5 KB of stores per CTA - 18.25 KB in the forward's own call - not by
+arithmetic). K K^T is recomputed per value head of a GVA group (one wgmma; the K tile comes from
+L2 for the group's other heads: walking the group's heads in one CTA measured slower,
+docs/perf-notes.md).
 
   1. K tile [64,128] -> smem by TMA; beta -> smem; while K is in flight warp 2 forms gc (cumsum
      of g) and warp 3 the q row norms (in-kernel L2 norm only).
@@ -26,7 +27,8 @@ group's heads in one CTA measured slower, docs/perf-notes.md).
   6. The chunk's gate vectors gvec[chunk, hv, row, token] (rows in common.py: GV_*), computed
      here once per chunk and value head so that the forward's prep warpgroup only multiplies:
      the factors the forward applies to the rows and columns of P and of its outputs (see
-     fused_fwd), and the plain factors the backward's reverse pass uses (bwd_dstates).
+     fused_fwd), and the plain factors the backward's reverse pass uses (bwd_dstates; only when L
+     is stored too: the forward's own call skips them).
   7. The forward's gated WY factors Au, Aw (GV_WY_*: the same table, viewed in the input dtype as
      `wy`), formed from L's bf16 tile exactly as fused_fwd formed them itself before.
 
@@ -37,7 +39,7 @@ The inverse is gate-free: the forward applies the gates as G * L with G_ts = exp
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, variant_symbol
+from common import CHUNK, HEAD_DIM, IO_VARIANTS, locate_item, pdl_wait, variant_symbol
 from common import GV_ROWS, GV_WY_AU, GV_WY_AW, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_RA, GV_GC, GV_MISC
 from common import GV_EG, GV_BRK, GV_KF, GV_RQS, GV_RK
 
@@ -82,9 +84,10 @@ def build(dtype: str, beta_dtype: str):
         num_seqs: T.int32,
         use_l2norm: T.int32,
         scale: T.float32,
-        store_L: T.int32,     # 0: the forward's own call, which reads only stats and the table
+        store_L: T.int32,     # 0: the forward's own call, which reads only stats and the table's forward rows
     ):
         with T.Kernel(NC, HV, threads=128) as (chunk, hv):
+            pdl_wait()
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")
             locate_item(chunk, 1, 0, seq_len, num_seqs, cu_seqlens, chunk_offsets, loc, 21)
@@ -261,13 +264,17 @@ def build(dtype: str, beta_dtype: str):
                     gvec[chunk, hv, GV_GC, lane] = red[0]
                     gvec[chunk, hv, GV_MISC, lane] = T.if_then_else(
                         lane == 0, T.exp2(gc_s[C - 1] * LOG2E), T.if_then_else(gc_s[C - 1] > -80.0, 1.0, 0.0))
-                    # the backward's rows (bwd_dstates): plain factors, masked past the sequence end
-                    red[4] = T.if_then_else(lane < nvalid, 1.0, 0.0)
-                    gvec[chunk, hv, GV_EG, lane] = T.exp2(red[0] * LOG2E) * red[4]
-                    gvec[chunk, hv, GV_BRK, lane] = b_s[lane] * rk_s[lane]
-                    gvec[chunk, hv, GV_KF, lane] = T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[lane] * red[4]
-                    gvec[chunk, hv, GV_RQS, lane] = rq_s[lane] * scale * red[4]
-                    gvec[chunk, hv, GV_RK, lane] = rk_s[lane] * red[4]
+                    # the backward's rows (bwd_dstates): plain factors, masked past the sequence end.
+                    # Not for the forward's own call (store_L = 0): its table lives in the forward's
+                    # workspace and only fused_fwd / cp_summary read it (rows 0 .. 8): 1.25 KB of
+                    # the CTA's 19.5 KB of stores saved
+                    if store_L != 0:
+                        red[4] = T.if_then_else(lane < nvalid, 1.0, 0.0)
+                        gvec[chunk, hv, GV_EG, lane] = T.exp2(red[0] * LOG2E) * red[4]
+                        gvec[chunk, hv, GV_BRK, lane] = b_s[lane] * rk_s[lane]
+                        gvec[chunk, hv, GV_KF, lane] = T.exp2((gc_s[C - 1] - red[0]) * LOG2E) * rk_s[lane] * red[4]
+                        gvec[chunk, hv, GV_RQS, lane] = rq_s[lane] * scale * red[4]
+                        gvec[chunk, hv, GV_RK, lane] = rk_s[lane] * red[4]
                 T.sync_threads()
                 # (b) 16 -> 32 for block pairs p = 0 (blocks 0, 1 -> L_AA), 1 (2, 3 -> L_BB), one
                 #     warp each: X = A21 D0, then L21 = -D1 X. Lane: rows r0, r0 + 1, columns

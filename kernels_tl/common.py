@@ -44,7 +44,8 @@ GV_MISC = 8   # [0] = exp(gc_last), [t > 0] = 1 if the rank-1 gate factors apply
 GV_FWD_ROWS = 9   # the forward (fused_fwd) loads rows 0 .. 8 only
 # Rows for the backward's reverse pass (bwd_dstates), independent of the dtype and of the rank-1
 # mode; every one is 0 past the sequence end (those rows of a TMA tile belong to the next
-# sequence).
+# sequence). Written only when chunk_prep also stores L (every call but the forward's own, whose
+# table no backward reads).
 GV_EG = 9     # exp(gc_t)
 GV_BRK = 10   # beta_t rk_t
 GV_KF = 11    # exp(gc_last - gc_t) rk_t
@@ -71,6 +72,32 @@ KIND_RELATIVE = 2
 
 def variant_symbol(kernel: str, dtype: str, beta_dtype: str) -> str:
     return f"fgdn_{kernel}_{DTYPE_TAG[dtype]}_b{DTYPE_TAG[beta_dtype]}"
+
+
+def acc_transposed_layout(rows: int, cols: int):
+    """Fragment layout of X [rows][cols] (one warpgroup) that puts every element where the wgmma
+    accumulator of X^T [cols][rows] (m64, n = rows) holds it: thread 32 (r' / 16) + 4 (r' % 8) +
+    (c' % 8) / 2 and register 4 (c' / 8) + 2 ((r' % 16) / 8) + c' % 2 for X^T[r'][c'].
+    Copying the accumulator into such a fragment is a register copy (the transpose is only an
+    index change), and TileLang lowers a copy from it into a whole shared [rows][cols] tile to
+    stmatrix.trans - 4 instructions a thread for 64 x 64 bf16 instead of 32 scalar 2-byte stores."""
+    assert cols == 64, "one warpgroup's accumulator: 64 rows of X^T"
+    import tilelang.layout as L
+    return L.Fragment((rows, cols), forward_fn=lambda r, c: (32 * (c // 16) + 4 * (c % 8) + (r % 8) // 2,
+                                                              4 * (r // 8) + 2 * ((c % 16) // 8) + r % 2))
+
+
+@T.macro
+def pdl_wait():
+    """First statement of every kernel (before any global memory access). TileLang launches every
+    kernel with programmatic dependent launch allowed, so a kernel may be started before the one
+    before it in the stream has finished - our own or another library's, which may signal its
+    dependents early (griddepcontrol.launch_dependents) - and only griddepcontrol.wait guarantees
+    that the predecessor has completed and its writes are visible. Our kernels signal nothing
+    early (they end with the implicit trigger at exit): a successor from another TileLang-built
+    library is launched the same way and may not wait, so an early signal here could let it read
+    our outputs before they are written."""
+    T.pdl_sync()
 
 
 @T.macro

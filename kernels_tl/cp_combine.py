@@ -21,7 +21,7 @@ fused_fwd's, on the same stats) or the first of its sequence exits at once.
 import tilelang
 import tilelang.language as T
 
-from common import HEAD_DIM, KIND_RELATIVE, cp_warmup_chunks, locate_item
+from common import HEAD_DIM, KIND_RELATIVE, cp_warmup_chunks, locate_item, pdl_wait
 
 NAME = "cp_combine"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -54,6 +54,7 @@ def build():
         reverse: T.int32,
     ):
         with T.Kernel(2 * num_segs, HV, threads=128) as (bx, hv):
+            pdl_wait()
             vh = bx % 2
             seg = bx // 2
             c0 = vh * DV

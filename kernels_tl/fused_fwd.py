@@ -28,7 +28,8 @@ wgmma, C7512). Per chunk c (64 tokens):
       v~^T = u~^T + S^T (-w~)^T                    wgmma RS m64n64k128 (A = S^T, registers)
       S^T  = exp(gc_last) S^T + (v~^T diag(dec')) K           wgmma RS m64n128k64  \\ three GEMMs
       o^T  = diag(og) (S_old^T Q^T) + v~^T P~^T      wgmma RS m64n64k128, m64n64k64 / back to back
-      o -> smem -> TMA store (waited for one chunk later); masked stores for a partial chunk.
+      o -> smem (stmatrix.trans from a fragment laid out as the accumulator's transpose) -> TMA
+      store (waited for one chunk later); masked stores for a partial chunk.
 
 The recurrence is WG0's two dependent GEMMs; everything that does not depend on the state runs
 one chunk ahead on WG1. The two are now about balanced (ncu at (1,8k,16,64): WG1 ~690
@@ -58,7 +59,7 @@ true outgoing state, M unused). S^T goes to summ[seg, hv, :, block], the kind to
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, cp_warmup_chunks, locate_item, ring_barriers, variant_symbol
+from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, acc_transposed_layout, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
 from common import GV_ROWS, GV_FWD_ROWS, GV_WY_AU, GV_WY_AW, GV_DEC, GV_OG, GV_CP, GV_RP, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
@@ -109,6 +110,7 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                    summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states,
                    cp_log_tol, exact_cp):
         with T.Kernel((4 if summary else 2) * num_segs, HV, threads=256) as (bx, hv):
+            pdl_wait()
             vh = bx % 2
             if summary:
                 is_m = (bx // 2) % 2      # 1: a K half of M (identity start, u = 0)
@@ -222,6 +224,8 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                     if outs:
                         oacc = T.alloc_fragment((DV, C), acc)   # o^T [c][t]: S Q^T part
                         oacc2 = T.alloc_fragment((DV, C), acc)  # o^T: P~ v~ part
+                        o_bf = T.alloc_fragment((C, DV), dtype)   # o [t][c], for the store
+                        T.annotate_layout({o_bf: acc_transposed_layout(C, DV)})
                     dec_f = T.alloc_fragment((C,), acc)
                     if outs:
                         og_f = T.alloc_fragment((C,), acc)
@@ -322,8 +326,11 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                                 if timeline:
                                     if tx == 0:
                                         _stamp(ht, bx, hv, i, 6, t_start)
-                                for c, t in T.Parallel(DV, C):
-                                    o_s[t, c] = oacc[c, t]
+                                # o^T's fragment transposed into o [t][c] in registers, then
+                                # stmatrix.trans into the tile (was 32 scalar 2-byte stores)
+                                for t, c in T.Parallel(C, DV):
+                                    o_bf[t, c] = oacc[c, t]
+                                T.copy(o_bf, o_s)
                                 T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
                             else:
                                 for c, t in T.Parallel(DV, C):

@@ -11,7 +11,7 @@ then a Hillis-Steele scan over the 1024 partial sums in shared memory.
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK
+from common import CHUNK, pdl_wait
 
 NAME = "seq_plan"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -30,6 +30,7 @@ def build():
         seg_chunks: T.int32,
     ):
         with T.Kernel(1, threads=THREADS) as (_,):
+            pdl_wait()
             tx = T.get_thread_binding()
             part = T.alloc_shared((2, THREADS), "int32")
             tmp = T.alloc_shared((2, THREADS), "int32")

@@ -114,6 +114,16 @@ def make_translation_unit(symbol: str, wrapped: str) -> tuple[str, str]:
             raise RuntimeError(f"{symbol}: asks for {m.group(1)} bytes of dynamic shared memory and {static} of "
                                f"static, more than the {MAX_DYNAMIC_SMEM} an sm_90 block may have (it would "
                                f"fail at launch)")
+    # TileLang launches every kernel with programmatic dependent launch allowed: a kernel that
+    # does not wait (griddepcontrol.wait) may read its predecessor's outputs before they are
+    # written, and one that signals early may let another library's kernel read ours too soon
+    # (kernels_tl/common.py, pdl_wait)
+    if "ProgrammaticStreamSerialization" in wrapped and "cudaGridDependencySynchronize()" not in wrapped:
+        raise RuntimeError(f"{symbol}: launched with programmatic dependent launch allowed but never waits for "
+                           f"its predecessor: make common.pdl_wait() the kernel's first statement")
+    if "cudaTriggerProgrammaticLaunchCompletion" in wrapped:
+        raise RuntimeError(f"{symbol}: signals its dependents early (T.pdl_trigger): a successor from another "
+                           f"library may not wait for our outputs")
     m = _CALL_RE.search(wrapped)
     if m is None:
         raise RuntimeError(f"{symbol}: TileLang wrapper has no call() entry point")

@@ -120,3 +120,22 @@ def test_generator_rejects_kernels_over_the_shared_memory_limit():
     gen.make_translation_unit("ok_kernel", barriers + body % (gen.MAX_DYNAMIC_SMEM - 1024))
     with pytest.raises(RuntimeError, match="static"):
         gen.make_translation_unit("barrier_kernel", barriers + body % (gen.MAX_DYNAMIC_SMEM - 768))
+
+
+def test_generator_requires_every_kernel_to_wait_for_its_predecessor():
+    """TileLang launches every kernel with programmatic dependent launch allowed, so
+    build_tools/generate.py refuses a kernel that does not wait for the previous kernel in the
+    stream (griddepcontrol.wait) and one that lets its successor start early."""
+    path = os.path.join(os.path.dirname(__file__), "..", "build_tools", "generate.py")
+    spec = importlib.util.spec_from_file_location("flashgdn_generate_pdl", path)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    launch = ('extern "C" TL_EXPORT int call(float* __restrict__ x, cudaStream_t stream) {\n'
+              "  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;\n}\n")
+    waits = "__global__ void k() {\n  cudaGridDependencySynchronize();\n}\n"
+    gen.make_translation_unit("waits", waits + launch)
+    with pytest.raises(RuntimeError, match="never waits"):
+        gen.make_translation_unit("no_wait", "__global__ void k() {}\n" + launch)
+    with pytest.raises(RuntimeError, match="early"):
+        gen.make_translation_unit("trigger", waits.replace("}", "  cudaTriggerProgrammaticLaunchCompletion();\n}")
+                                  + launch)

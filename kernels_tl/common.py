@@ -11,6 +11,7 @@ Conventions every kernel follows:
 """
 
 import tilelang.language as T
+from tilelang.layout import Fragment
 
 CHUNK = 64
 HEAD_DIM = 128
@@ -82,9 +83,8 @@ def acc_transposed_layout(rows: int, cols: int):
     index change), and TileLang lowers a copy from it into a whole shared [rows][cols] tile to
     stmatrix.trans - 4 instructions a thread for 64 x 64 bf16 instead of 32 scalar 2-byte stores."""
     assert cols == 64, "one warpgroup's accumulator: 64 rows of X^T"
-    import tilelang.layout as L
-    return L.Fragment((rows, cols), forward_fn=lambda r, c: (32 * (c // 16) + 4 * (c % 8) + (r % 8) // 2,
-                                                              4 * (r // 8) + 2 * ((c % 16) // 8) + r % 2))
+    return Fragment((rows, cols), forward_fn=lambda r, c: (32 * (c // 16) + 4 * (c % 8) + (r % 8) // 2,
+                                                          4 * (r // 8) + 2 * ((c % 16) // 8) + r % 2))
 
 
 @T.macro

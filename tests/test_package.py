@@ -101,13 +101,19 @@ def test_gate_vector_rows_agree():
     assert kernel_rows == header_rows == ops.GATE_VECTOR_ROWS
 
 
-def test_generator_rejects_kernels_over_the_shared_memory_limit():
-    """build_tools/generate.py refuses a kernel whose launch would ask for more dynamic shared
-    memory than an sm_90 block may have (such a kernel compiles, then fails on the GPU only)."""
+def _generator():
+    """build_tools/generate.py as a module (its checks need no TileLang)."""
     path = os.path.join(os.path.dirname(__file__), "..", "build_tools", "generate.py")
     spec = importlib.util.spec_from_file_location("flashgdn_generate", path)
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
+    return gen
+
+
+def test_generator_rejects_kernels_over_the_shared_memory_limit():
+    """build_tools/generate.py refuses a kernel whose launch would ask for more dynamic shared
+    memory than an sm_90 block may have (such a kernel compiles, then fails on the GPU only)."""
+    gen = _generator()
     body = ('extern "C" TL_EXPORT int call(float* __restrict__ x, cudaStream_t stream) {\\n'
             "  cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, %d);\\n}\\n")
     gen.make_translation_unit("ok_kernel", body % gen.MAX_DYNAMIC_SMEM)
@@ -126,10 +132,7 @@ def test_generator_requires_every_kernel_to_wait_for_its_predecessor():
     """TileLang launches every kernel with programmatic dependent launch allowed, so
     build_tools/generate.py refuses a kernel that does not wait for the previous kernel in the
     stream (griddepcontrol.wait) and one that lets its successor start early."""
-    path = os.path.join(os.path.dirname(__file__), "..", "build_tools", "generate.py")
-    spec = importlib.util.spec_from_file_location("flashgdn_generate_pdl", path)
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = _generator()
     launch = ('extern "C" TL_EXPORT int call(float* __restrict__ x, cudaStream_t stream) {\n'
               "  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;\n}\n")
     waits = "__global__ void k() {\n  cudaGridDependencySynchronize();\n}\n"

@@ -47,21 +47,34 @@ print(f"kernel {start.elapsed_time(end) / 10:.4f} ms (event, stamped build)")
 ht.zero_()
 fn(*args)
 torch.cuda.synchronize()
-tl = ht[0, 0, :64, :24].double().cpu()
-# state stamps in time order: 0 top, 1 inputs waited, 2 v~ done, 3 update + output GEMMs done,
-# 5 o combined, 6 previous o tile's TMA store waited, 4 o tile written and its store issued
-names_s = ["top", "waits(pfull,full)", "v~ gemm+u", "convert+3 gemms", "combine", "o store wait", "o tile write+TMA"]
-names_p = ["top", "full+factors+L", "Au,Aw,3 issues", "u,w stores", "P store"]
+tl = ht[0, 0, :64, :32].double().cpu()
 rows = range(8, min(56, nct - 2))
+
+
 def deltas(cols):
     import statistics
-    out = []
-    for a, b in zip(cols[:-1], cols[1:]):
-        out.append(statistics.median([tl[i, b] - tl[i, a] for i in rows]))
+    out = [statistics.median([tl[i, b] - tl[i, a] for i in rows]) for a, b in zip(cols[:-1], cols[1:])]
     period = statistics.median([tl[i + 1, cols[0]] - tl[i, cols[0]] for i in rows])
     return out, period
-ds, ps = deltas([0, 1, 2, 3, 5, 6, 4])
-dp, pp = deltas([16, 17, 18, 19, 20])
-print(f"state period {ps:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_s[1:], ds)))
-print(f"prep  period {pp:.0f} cycles/chunk; phases:", ", ".join(f"{n}->{v:.0f}" for n, v in zip(names_p[1:], dp)))
-print("prep ahead of state by (cycles, chunk 20 top):", float(tl[20, 0] - tl[20, 16]))
+
+
+# Stamp points per warpgroup, in time order, and the phase each interval ends with. A build stamps
+# only the points its kernel has (the two-warpgroup kernel: state 0-6, prep 16-20; the
+# three-warpgroup inference kernel, v12: state 0-3, prep 16, 18-20, output 24-27).
+groups = {
+    "state": [(0, "top"), (1, "waits(pfull,full)"), (2, "v~ gemm+u"), (3, "convert+gemms"), (5, "combine"),
+              (6, "o store wait"), (4, "o tile write+TMA")],
+    "prep": [(16, "top"), (17, "full+factors"), (18, "issues"), (19, "u,w stores"), (20, "P store / refills")],
+    "out": [(24, "top"), (25, "QK^T, QS issue, P~"), (26, "P~v~ gemm"), (27, "refill, combine, o store")],
+}
+tops = {}
+for name, pts in groups.items():
+    pts = [(c, lab) for c, lab in pts if float(tl[rows.start:rows.stop, c].abs().sum()) > 0]
+    if len(pts) < 2:
+        continue
+    ds, per = deltas([c for c, _ in pts])
+    tops[name] = pts[0][0]
+    print(f"{name:5s} period {per:.0f} cycles/chunk; phases:", ", ".join(f"{lab}->{v:.0f}" for (_, lab), v in zip(pts[1:], ds)))
+for name, c in tops.items():
+    if name != "state":
+        print(f"{name} top minus state top (cycles, chunk 20):", float(tl[20, c] - tl[20, 0]))

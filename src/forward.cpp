@@ -1,6 +1,7 @@
 // fgdn_forward: workspace planning and the launch sequence of the forward pass.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include <cuda_runtime.h>
 
@@ -33,6 +34,22 @@ const FwdKernel kFwd[3][2] = {
     {{fgdn_fused_fwd_o_states_bf16_bfp32_launch, fgdn_fused_fwd_o_states_bf16_bfp32_last_error, "fused_fwd_o_states bf16"},
      {fgdn_fused_fwd_o_states_fp16_bfp32_launch, fgdn_fused_fwd_o_states_fp16_bfp32_last_error, "fused_fwd_o_states fp16"}},
 };
+
+// fused_fwd v12 (three warpgroups; kernels_tl/fused_fwd.py): built and shipped, launched in place of
+// mode 0 only when the environment sets FLASHGDN_FUSED_FWD_3WG=1 - it has not yet been run on a GPU
+// (docs/perf-notes.md). Read once per process.
+const FwdKernel kFwd3[2] = {
+    {fgdn_fused_fwd3_bf16_bfp32_launch, fgdn_fused_fwd3_bf16_bfp32_last_error, "fused_fwd3 bf16"},
+    {fgdn_fused_fwd3_fp16_bfp32_launch, fgdn_fused_fwd3_fp16_bfp32_last_error, "fused_fwd3 fp16"},
+};
+
+bool use_fused_fwd3() {
+  static const bool on = [] {
+    const char* e = std::getenv("FLASHGDN_FUSED_FWD_3WG");
+    return e != nullptr && e[0] == '1' && e[1] == '\0';
+  }();
+  return on;
+}
 
 // Where each scratch array lives in the caller's workspace, and the launch bounds.
 struct Plan {
@@ -97,7 +114,8 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   // io_variant(): 0, 1 = bf16 inputs, 2, 3 = fp16
   const int mode = a.chunk_states_t == nullptr ? 0 : (a.o == nullptr ? 1 : 2);
-  const FwdKernel& kern = kFwd[mode][a.variant >= 2 ? 1 : 0];
+  const FwdKernel& kern = mode == 0 && use_fused_fwd3() ? kFwd3[a.variant >= 2 ? 1 : 0]
+                                                        : kFwd[mode][a.variant >= 2 ? 1 : 0];
   const int nst = a.seqs.num_seqs;
   // h0, ht, varlen arrays, o (mode 1), hsT (mode 0), seg_states: read or written only in some modes
   const void* any = a.gate_vectors;

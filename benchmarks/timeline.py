@@ -65,7 +65,7 @@ groups = {
     "state": [(0, "top"), (1, "waits(pfull,full)"), (2, "v~ gemm+u"), (3, "convert+gemms"), (5, "combine"),
               (6, "o store wait"), (4, "o tile write+TMA")],
     "prep": [(16, "top"), (17, "full+factors"), (18, "issues"), (19, "u,w stores"), (20, "P store / refills")],
-    "out": [(24, "top"), (25, "QK^T, QS issue, P~"), (26, "P~v~ gemm"), (27, "refill, combine, o store")],
+    "out": [(24, "top"), (25, "QK^T, QS, P~ pass"), (26, "P~v~ gemm"), (27, "combine, o store, refill")],
 }
 tops = {}
 for name, pts in groups.items():

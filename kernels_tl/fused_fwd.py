@@ -103,6 +103,33 @@ def _stamp(ht, bx, hv, i, point, t_start):
         ht[0, 0, i, point] = T.cast(T.call_extern("int64", "clock64") - t_start[0], "float32")
 
 
+@T.macro
+def _locate_segment(seg, seq_len, num_seqs, seg_chunks, cu_seqlens, chunk_offsets, seg_offsets, loc):
+    """The segment's sequence and chunk range (every variant): n (-1 past the grid's last item),
+    bos, eos, its chunk count nct, the first chunk c_out whose outputs it writes, c_end, and the
+    sequence's first gate-table row chunk_base. loc: int32 local [6]."""
+    locate_item(seg, seg_chunks, 1, seq_len, num_seqs, cu_seqlens, seg_offsets, loc, 21)
+    n = loc[0]
+    bos = loc[1]
+    eos = loc[2]
+    nct = T.ceildiv(eos - bos, CHUNK)
+    c_out = loc[3] * seg_chunks                 # first chunk whose outputs this CTA writes
+    c_end = T.min(c_out + seg_chunks, nct)
+    chunk_base = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)])
+    return n, bos, eos, nct, c_out, c_end, chunk_base
+
+
+@T.macro
+def _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix):
+    """ix[3] = the first chunk a forward pass runs: c_out - w when the look-back proves a warm-up
+    of w chunks enough, c_out with the exact CP correction's seed, else the sequence's first."""
+    if n >= 0 and c_out > 0:
+        cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
+    ix[3] = 0
+    if n >= 0 and c_out > 0:
+        ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], T.if_then_else(exact_cp != 0, c_out, 0))
+
+
 def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool = False, timeline: bool = False,
           three_wg: bool = False):
     """One kernel per input dtype (beta is folded into chunk_prep's gate vectors, so its dtype
@@ -120,9 +147,7 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
     benchmarks/timeline.py).
 
     three_wg=True: the three-warpgroup inference kernel (v12, header), `fused_fwd3`."""
-    if three_wg:
-        assert outputs and not states and not summary, "three_wg: the inference kernel only"
-        return _build_inference(dtype, timeline)
+    assert not three_wg or (outputs and not states and not summary), "three_wg: the inference kernel only"
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")
@@ -155,14 +180,8 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
             if timeline:
                 t_start[0] = T.call_extern("int64", "clock64")
             loc = T.alloc_local((6,), "int32")
-            locate_item(seg, seg_chunks, 1, seq_len, num_seqs, cu_seqlens, seg_offsets, loc, 21)
-            n = loc[0]
-            bos = loc[1]
-            eos = loc[2]
-            nct = T.ceildiv(eos - bos, C)
-            c_out = loc[3] * seg_chunks                 # first chunk whose outputs this CTA writes
-            c_end = T.min(c_out + seg_chunks, nct)
-            chunk_base = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)])
+            n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
+                                                                         cu_seqlens, chunk_offsets, seg_offsets, loc)
             hk = hv // (HV // H)
             c0 = vh * DV
 
@@ -195,12 +214,8 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                 if is_m != 0 and ix[5] == KIND_CUT:
                     ix[4] = 0                             # a cut's M is never read
             else:
-                if n >= 0 and c_out > 0:
-                    cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
                 ix = T.alloc_local((4,), "int32")
-                ix[3] = 0
-                if n >= 0 and c_out > 0:
-                    ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], T.if_then_else(exact_cp != 0, c_out, 0))
+                _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
             c_begin = ix[3]                               # first chunk this CTA runs
             nch = T.max(c_end - c_begin, 0)
             # index math hoisted into registers once: the TMA coordinates below would otherwise
@@ -545,326 +560,286 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
         # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
-        state_pass(q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
-                   None, None, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states,
-                   cp_log_tol, exact_cp)
+        if three_wg:
+            _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets,
+                            seg_offsets, o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0,
+                            store_final, cp_log_tol, exact_cp)
+        else:
+            state_pass(q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, o, ht, hsT, seg_states,
+                       None, None, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, store_states,
+                       cp_log_tol, exact_cp)
 
     return fused_fwd
 
 
-def _build_inference(dtype: str, timeline: bool = False):
-    """The inference kernel (o, optional final state; no per-chunk states), three warpgroups -
-    see the header's "v12" part. Same parameters as every fused_fwd variant."""
-    Ttot = T.dynamic("Ttot")
-    H = T.dynamic("H")
-    HV = T.dynamic("HV")
-    NS1 = T.dynamic("NS1")
-    NST = T.dynamic("NST")
-    NCG = T.dynamic("NCG")
-    NCS = T.dynamic("NCS")
-    NSEG = T.dynamic("NSEG")
+@T.macro
+def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
+                    o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol,
+                    exact_cp):
+    """The inference kernel's body on three warpgroups (v12, header; `build(three_wg=True)`):
+    o and the final state, no per-chunk states."""
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2
     acc = "float32"
+    with T.Kernel(2 * num_segs, HV, threads=384) as (bx, hv):
+        pdl_wait()
+        vh = bx % 2
+        seg = bx // 2
+        tx = T.get_thread_binding()
+        t_start = T.alloc_local((1,), "int64")
+        if timeline:
+            t_start[0] = T.call_extern("int64", "clock64")
+        loc = T.alloc_local((6,), "int32")
+        n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
+                                                                     cu_seqlens, chunk_offsets, seg_offsets, loc)
+        hk = hv // (HV // H)
+        c0 = vh * DV
+        wu_s = T.alloc_shared((2, 64), acc)
+        wres = T.alloc_shared((1,), "int32")
+        wv = T.alloc_local((8,), acc)
+        ix = T.alloc_local((4,), "int32")
+        _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
+        c_begin = ix[3]
+        nch = T.max(c_end - c_begin, 0)
+        ix[0] = hk
+        ix[1] = chunk_base + c_begin
+        ix[2] = bos + c_begin * C
+        hk = ix[0]
+        gch0 = ix[1]
+        tok0 = ix[2]
 
-    @T.prim_func
-    def fused_fwd(
-        q: T.Tensor((Ttot, H, D), dtype),
-        k: T.Tensor((Ttot, H, D), dtype),
-        v: T.Tensor((Ttot, HV, D), dtype),
-        wy: T.Tensor((NCG, HV, 2 * GV_ROWS, C), dtype),      # gvec's memory, in the input dtype
-        gvec: T.Tensor((NCG, HV, GV_ROWS, C), "float32"),
-        stats: T.Tensor((NCG, HV, 2), "float32"),
-        h0: T.Tensor((NST, HV, D, D), "float32"),
-        cu_seqlens: T.Tensor((NS1,), "int32"),
-        chunk_offsets: T.Tensor((NS1,), "int32"),
-        seg_offsets: T.Tensor((NS1,), "int32"),
-        o: T.Tensor((Ttot, HV, D), dtype),
-        ht: T.Tensor((NST, HV, D, D), "float32"),
-        hsT: T.Tensor((NCS, HV, D, D), dtype),
-        seg_states: T.Tensor((NSEG, HV, D, D), "float32"),
-        seq_len: T.int32,
-        num_seqs: T.int32,
-        seg_chunks: T.int32,
-        num_segs: T.int32,
-        has_h0: T.int32,
-        store_final: T.int32,
-        store_states: T.int32,
-        cp_log_tol: T.float32,
-        exact_cp: T.int32,
-    ):
-        with T.Kernel(2 * num_segs, HV, threads=384) as (bx, hv):
-            pdl_wait()
-            vh = bx % 2
-            seg = bx // 2
-            tx = T.get_thread_binding()
-            t_start = T.alloc_local((1,), "int64")
-            if timeline:
-                t_start[0] = T.call_extern("int64", "clock64")
-            loc = T.alloc_local((6,), "int32")
-            locate_item(seg, seg_chunks, 1, seq_len, num_seqs, cu_seqlens, seg_offsets, loc, 21)
-            n = loc[0]
-            bos = loc[1]
-            eos = loc[2]
-            nct = T.ceildiv(eos - bos, C)
-            c_out = loc[3] * seg_chunks
-            c_end = T.min(c_out + seg_chunks, nct)
-            chunk_base = T.if_then_else(seq_len > 0, n * nct, chunk_offsets[T.max(n, 0)])
-            hk = hv // (HV // H)
-            c0 = vh * DV
-            # where the pass starts: as in state_pass (same look-back on the same stats)
-            wu_s = T.alloc_shared((2, 64), acc)
-            wres = T.alloc_shared((1,), "int32")
-            wv = T.alloc_local((8,), acc)
-            if n >= 0 and c_out > 0:
-                cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
-            ix = T.alloc_local((4,), "int32")
-            ix[3] = 0
-            if n >= 0 and c_out > 0:
-                ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], T.if_then_else(exact_cp != 0, c_out, 0))
-            c_begin = ix[3]
-            nch = T.max(c_end - c_begin, 0)
-            ix[0] = hk
-            ix[1] = chunk_base + c_begin
-            ix[2] = bos + c_begin * C
-            hk = ix[0]
-            gch0 = ix[1]
-            tok0 = ix[2]
+        # ring A (q, k, gate table: read by all three warpgroups, refilled by WG2, the last
+        # reader); ring B (v, Au, Aw: WG1's own)
+        q_s = T.alloc_shared((NA, C, D), dtype)
+        k_s = T.alloc_shared((NA, C, D), dtype)
+        tab_s = T.alloc_shared((NA, GV_FWD_ROWS, C), acc)
+        v_s = T.alloc_shared((NB, C, DV), dtype)
+        au_s = T.alloc_shared((NB, C, C), dtype)
+        aw_s = T.alloc_shared((NB, C, C), dtype)
+        # WG1 -> WG0, one buffer each (released together by uempty after the v~ GEMM)
+        u_s = T.alloc_shared((C, DV + 4), acc)      # u~ [t][c], fp32 (see state_pass)
+        w_s = T.alloc_shared((C, D), dtype)         # -w~ [t][k]
+        # WG0 -> WG2, one buffer each: S^T at the chunk's start and v~^T
+        sb_s = T.alloc_shared((DV, D), dtype)       # S^T [c][k]
+        vn_s = T.alloc_shared((DV, C), dtype)       # v~^T [c][t]
+        o_s = T.alloc_shared((C, DV), dtype)
+        fullA = T.alloc_barrier(arrive_count=[128] * NA)
+        emptyA = T.alloc_barrier(arrive_count=[256] * NA)     # WG0 + WG1; WG2 refills
+        fullB = T.alloc_barrier(arrive_count=[128] * NB)
+        emptyB = T.alloc_barrier(arrive_count=[128] * NB)
+        pfull = T.alloc_barrier(arrive_count=[128])           # u~, -w~ written (WG1)
+        uempty = T.alloc_barrier(arrive_count=[128])          # u~, -w~ read (WG0)
+        sfull = T.alloc_barrier(arrive_count=[128])           # S^T written (WG0)
+        sempty = T.alloc_barrier(arrive_count=[128])          # S^T read (WG2)
+        vfull = T.alloc_barrier(arrive_count=[128])           # v~^T written (WG0)
+        vempty = T.alloc_barrier(arrive_count=[128])          # v~^T read (WG2)
 
-            # ring A (q, k, gate table: read by all three warpgroups, refilled by WG2, the last
-            # reader); ring B (v, Au, Aw: WG1's own)
-            q_s = T.alloc_shared((NA, C, D), dtype)
-            k_s = T.alloc_shared((NA, C, D), dtype)
-            tab_s = T.alloc_shared((NA, GV_FWD_ROWS, C), acc)
-            v_s = T.alloc_shared((NB, C, DV), dtype)
-            au_s = T.alloc_shared((NB, C, C), dtype)
-            aw_s = T.alloc_shared((NB, C, C), dtype)
-            # WG1 -> WG0, one buffer each (released together by uempty after the v~ GEMM)
-            u_s = T.alloc_shared((C, DV + 4), acc)      # u~ [t][c], fp32 (see state_pass)
-            w_s = T.alloc_shared((C, D), dtype)         # -w~ [t][k]
-            # WG0 -> WG2, one buffer each: S^T at the chunk's start and v~^T
-            sb_s = T.alloc_shared((DV, D), dtype)       # S^T [c][k]
-            vn_s = T.alloc_shared((DV, C), dtype)       # v~^T [c][t]
-            o_s = T.alloc_shared((C, DV), dtype)
-            fullA = T.alloc_barrier(arrive_count=[128] * NA)
-            emptyA = T.alloc_barrier(arrive_count=[256] * NA)     # WG0 + WG1; WG2 refills
-            fullB = T.alloc_barrier(arrive_count=[128] * NB)
-            emptyB = T.alloc_barrier(arrive_count=[128] * NB)
-            pfull = T.alloc_barrier(arrive_count=[128])           # u~, -w~ written (WG1)
-            uempty = T.alloc_barrier(arrive_count=[128])          # u~, -w~ read (WG0)
-            sfull = T.alloc_barrier(arrive_count=[128])           # S^T written (WG0)
-            sempty = T.alloc_barrier(arrive_count=[128])          # S^T read (WG2)
-            vfull = T.alloc_barrier(arrive_count=[128])           # v~^T written (WG0)
-            vempty = T.alloc_barrier(arrive_count=[128])          # v~^T read (WG2)
-
-            if n >= 0:
-                if tx < 128:
-                    # ------------------------------ WG0: state ------------------------------
-                    T.set_max_nreg(REG_STATE, 1)
-                    S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
-                    S_bf = T.alloc_fragment((DV, D), dtype)
-                    vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
-                    ut = T.alloc_fragment((DV, C), acc)
-                    vn_bf = T.alloc_fragment((DV, C), dtype)
-                    vnd_bf = T.alloc_fragment((DV, C), dtype)
-                    dec_f = T.alloc_fragment((C,), acc)
-                    egl = T.alloc_local((1,), acc)
-                    if has_h0 != 0 and c_begin == 0:
-                        for c, kk in T.Parallel(DV, D):
-                            S[c, kk] = h0[n, hv, kk, c0 + c]
-                    elif exact_cp != 0 and c_out > 0 and c_begin == c_out:
-                        for c, kk in T.Parallel(DV, D):
-                            S[c, kk] = seg_states[seg, hv, kk, c0 + c]
-                    else:
-                        T.clear(S)
-                    for i in T.serial(nch):
-                        sa = i % NA
-                        pa = (i // NA) % 2
-                        if timeline:
-                            if tx == 0:
-                                _stamp(ht, bx, hv, i, 0, t_start)
-                        T.copy(S, S_bf)
-                        T.barrier_wait(pfull[0], i % 2)
-                        T.barrier_wait(fullA[sa], pa)
-                        if timeline:
-                            if tx == 0:
-                                _stamp(ht, bx, hv, i, 1, t_start)
-                        T.wgmma_gemm(S_bf, w_s, vacc, transpose_B=True, clear_accum=True)
-                        # S^T of the chunk's start for WG2's o = Q S, under the v~ GEMM (both
-                        # only read S_bf), once WG2 has read the previous one
-                        if i >= 1:
-                            T.barrier_wait(sempty[0], (i - 1) % 2)
-                        T.copy(S_bf, sb_s)
-                        T.fence_proxy_async()
-                        T.barrier_arrive(sfull[0])
-                        for c, t in T.Parallel(DV, C):
-                            ut[c, t] = u_s[t, c]
-                        T.copy(tab_s[sa, GV_DEC, :], dec_f)
-                        egl[0] = tab_s[sa, GV_MISC, 0]
-                        T.wait_wgmma(0)
-                        for c, t in T.Parallel(DV, C):
-                            vacc[c, t] = vacc[c, t] + ut[c, t]
-                        T.barrier_arrive(uempty[0])
-                        if timeline:
-                            if tx == 0:
-                                _stamp(ht, bx, hv, i, 2, t_start)
-                        for c, t in T.Parallel(DV, C):
-                            vnd_bf[c, t] = vacc[c, t] * dec_f[t]
-                        for c, kk in T.Parallel(DV, D):
-                            S[c, kk] = S[c, kk] * egl[0]
-                        T.wgmma_gemm(vnd_bf, k_s[sa, :, :], S)
-                        # v~^T for WG2's P~ v~, under the update GEMM
-                        for c, t in T.Parallel(DV, C):
-                            vn_bf[c, t] = vacc[c, t]
-                        if i >= 1:
-                            T.barrier_wait(vempty[0], (i - 1) % 2)
-                        T.copy(vn_bf, vn_s)
-                        T.fence_proxy_async()
-                        T.barrier_arrive(vfull[0])
-                        T.wait_wgmma(0)
-                        T.barrier_arrive(emptyA[sa])
-                        if timeline:
-                            if tx == 0:
-                                _stamp(ht, bx, hv, i, 3, t_start)
-                    if store_final != 0 and c_end == nct:
-                        for c, kk in T.Parallel(DV, D):
-                            ht[n, hv, kk, c0 + c] = S[c, kk]
-
-                elif tx < 256:
-                    # ---------- WG1: prep (u~, -w~, a chunk ahead) and the first loads ----------
-                    T.set_max_nreg(REG_PREP, 0)
-                    uacc = T.alloc_fragment((C, DV), acc)
-                    wacc = T.alloc_fragment((C, D), acc)
-                    for j in T.serial(T.min(nch, NA)):
-                        T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
-                        T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
-                        T.tma_copy(gvec[gch0 + j, hv, 0:GV_FWD_ROWS, 0:C], tab_s[j, :, :], barrier=fullA[j])
-                        T.barrier_arrive(fullA[j])
-                    for j in T.serial(T.min(nch, NB)):
-                        T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=fullB[j])
-                        T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[j, :, :], barrier=fullB[j])
-                        T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[j, :, :], barrier=fullB[j])
-                        T.barrier_arrive(fullB[j])
-                    for i in T.serial(nch):
-                        sa = i % NA
-                        pa = (i // NA) % 2
-                        sb = i % NB
-                        pb = (i // NB) % 2
-                        if timeline:
-                            if tx == 128:
-                                _stamp(ht, bx, hv, i, 16, t_start)
-                        T.barrier_wait(fullB[sb], pb)
-                        T.barrier_wait(fullA[sa], pa)
-                        T.wgmma_gemm(au_s[sb, :, :], v_s[sb, :, :], uacc, clear_accum=True)
-                        T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
-                        if timeline:
-                            if tx == 128:
-                                _stamp(ht, bx, hv, i, 18, t_start)
-                        T.wait_wgmma(1)
-                        if i >= 1:
-                            T.barrier_wait(uempty[0], (i - 1) % 2)
-                        T.copy(uacc, u_s[:, 0:DV])
-                        T.wait_wgmma(0)
-                        T.barrier_arrive(emptyA[sa])
-                        T.barrier_arrive(emptyB[sb])
-                        T.copy(wacc, w_s)
-                        T.fence_proxy_async()
-                        T.barrier_arrive(pfull[0])
-                        if timeline:
-                            if tx == 128:
-                                _stamp(ht, bx, hv, i, 19, t_start)
-                        if i + NB < nch:
-                            T.barrier_wait(emptyB[sb], pb)
-                            T.tma_copy(v[tok0 + (i + NB) * C:tok0 + (i + NB) * C + C, hv, c0:c0 + DV], v_s[sb, :, :], barrier=fullB[sb])
-                            T.tma_copy(wy[gch0 + i + NB, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[sb, :, :], barrier=fullB[sb])
-                            T.tma_copy(wy[gch0 + i + NB, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[sb, :, :], barrier=fullB[sb])
-                            T.barrier_arrive(fullB[sb])
-                        if timeline:
-                            if tx == 128:
-                                _stamp(ht, bx, hv, i, 20, t_start)
-
+        if n >= 0:
+            if tx < 128:
+                # ------------------------------ WG0: state ------------------------------
+                T.set_max_nreg(REG_STATE, 1)
+                S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
+                S_bf = T.alloc_fragment((DV, D), dtype)
+                vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
+                ut = T.alloc_fragment((DV, C), acc)
+                vn_bf = T.alloc_fragment((DV, C), dtype)
+                vnd_bf = T.alloc_fragment((DV, C), dtype)
+                dec_f = T.alloc_fragment((C,), acc)
+                egl = T.alloc_local((1,), acc)
+                if has_h0 != 0 and c_begin == 0:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = h0[n, hv, kk, c0 + c]
+                elif exact_cp != 0 and c_out > 0 and c_begin == c_out:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = seg_states[seg, hv, kk, c0 + c]
                 else:
-                    # ---------- WG2: output (P~ in registers, o = Q S + P~ v~, o store) ----------
-                    T.set_max_nreg(REG_OUT, 0)
-                    pacc = T.alloc_fragment((C, C), acc)        # (Q K^T) [t][s]
-                    p_bf = T.alloc_fragment((C, C), dtype)      # P~ [t][s], the A operand
-                    oacc = T.alloc_fragment((C, DV), acc)       # o [t][c]: Q S part
-                    oacc2 = T.alloc_fragment((C, DV), acc)      # o: P~ v~ part
-                    o_bf = T.alloc_fragment((C, DV), dtype)
-                    cp_f = T.alloc_fragment((C,), acc)
-                    rp_f = T.alloc_fragment((C,), acc)
-                    og_f = T.alloc_fragment((C,), acc)
-                    gr_f = T.alloc_fragment((C,), acc)
-                    gcol_f = T.alloc_fragment((C,), acc)
-                    for i in T.serial(nch):
-                        sa = i % NA
-                        pa = (i // NA) % 2
-                        t0 = tok0 + i * C
-                        nvalid = T.min(eos - t0, C)
-                        if timeline:
-                            if tx == 256:
-                                _stamp(ht, bx, hv, i, 24, t_start)
-                        T.barrier_wait(fullA[sa], pa)
-                        T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
-                        rank1 = tab_s[sa, GV_MISC, 1] > 0.5
-                        T.copy(tab_s[sa, GV_CP, :], cp_f)
-                        T.copy(tab_s[sa, GV_RP, :], rp_f)
-                        T.copy(tab_s[sa, GV_OG, :], og_f)
-                        if not rank1:
-                            T.copy(tab_s[sa, GV_GC, :], gr_f)
-                            T.copy(tab_s[sa, GV_GC, :], gcol_f)
-                        T.barrier_wait(sfull[0], i % 2)
-                        T.wgmma_gemm(q_s[sa, :, :], sb_s, oacc, transpose_B=True, clear_accum=True)
-                        T.wait_wgmma(1)
-                        if rank1:
-                            for t, s in T.Parallel(C, C):
-                                p_bf[t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
-                        else:
-                            for t, s in T.Parallel(C, C):
-                                p_bf[t, s] = T.if_then_else(
-                                    s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
-                        T.wait_wgmma(0)
-                        T.barrier_arrive(sempty[0])           # S^T read: WG0 may write the next
-                        if timeline:
-                            if tx == 256:
-                                _stamp(ht, bx, hv, i, 25, t_start)
-                        T.barrier_wait(vfull[0], i % 2)
-                        T.wgmma_gemm(p_bf, vn_s, oacc2, transpose_B=True, clear_accum=True)
-                        T.wait_wgmma(0)
-                        T.barrier_arrive(vempty[0])
-                        if timeline:
-                            if tx == 256:
-                                _stamp(ht, bx, hv, i, 26, t_start)
-                        for t, c in T.Parallel(C, DV):
-                            oacc[t, c] = oacc[t, c] * og_f[t] + oacc2[t, c]
-                        if c_begin + i < c_out:
-                            pass                             # warm-up chunk: no outputs
-                        elif nvalid == C:
-                            T.tma_store_wait()
-                            T.sync_threads(OUT_BARRIER_ID, 128)
-                            T.copy(oacc, o_bf)
-                            T.copy(o_bf, o_s)
-                            T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
-                        else:
-                            for t, c in T.Parallel(C, DV):
-                                if t < nvalid:
-                                    o[t0 + t, hv, c0 + c] = oacc[t, c]
-                        # ring A: chunk i + NA into this stage once WG0 and WG1 are done with it
-                        # (WG2 reads it last; after the o store, so that WG0's update GEMM, the
-                        # stage's last use there, has long finished)
-                        if i + NA < nch:
-                            T.barrier_wait(emptyA[sa], pa)
-                            T.tma_copy(q[tok0 + (i + NA) * C:tok0 + (i + NA) * C + C, hk, 0:D], q_s[sa, :, :], barrier=fullA[sa])
-                            T.tma_copy(k[tok0 + (i + NA) * C:tok0 + (i + NA) * C + C, hk, 0:D], k_s[sa, :, :], barrier=fullA[sa])
-                            T.tma_copy(gvec[gch0 + i + NA, hv, 0:GV_FWD_ROWS, 0:C], tab_s[sa, :, :], barrier=fullA[sa])
-                            T.barrier_arrive(fullA[sa])
-                        if timeline:
-                            if tx == 256:
-                                _stamp(ht, bx, hv, i, 27, t_start)
-                    T.tma_store_wait()
+                    T.clear(S)
+                for i in T.serial(nch):
+                    sa = i % NA
+                    pa = (i // NA) % 2
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 0, t_start)
+                    T.copy(S, S_bf)
+                    T.barrier_wait(pfull[0], i % 2)
+                    T.barrier_wait(fullA[sa], pa)
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 1, t_start)
+                    T.wgmma_gemm(S_bf, w_s, vacc, transpose_B=True, clear_accum=True)
+                    # S^T of the chunk's start for WG2's o = Q S, under the v~ GEMM (both
+                    # only read S_bf), once WG2 has read the previous one
+                    if i >= 1:
+                        T.barrier_wait(sempty[0], (i - 1) % 2)
+                    T.copy(S_bf, sb_s)
+                    T.fence_proxy_async()
+                    T.barrier_arrive(sfull[0])
+                    for c, t in T.Parallel(DV, C):
+                        ut[c, t] = u_s[t, c]
+                    T.copy(tab_s[sa, GV_DEC, :], dec_f)
+                    egl[0] = tab_s[sa, GV_MISC, 0]
+                    T.wait_wgmma(0)
+                    for c, t in T.Parallel(DV, C):
+                        vacc[c, t] = vacc[c, t] + ut[c, t]
+                    T.barrier_arrive(uempty[0])
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 2, t_start)
+                    for c, t in T.Parallel(DV, C):
+                        vnd_bf[c, t] = vacc[c, t] * dec_f[t]
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = S[c, kk] * egl[0]
+                    T.wgmma_gemm(vnd_bf, k_s[sa, :, :], S)
+                    # v~^T for WG2's P~ v~, under the update GEMM
+                    for c, t in T.Parallel(DV, C):
+                        vn_bf[c, t] = vacc[c, t]
+                    if i >= 1:
+                        T.barrier_wait(vempty[0], (i - 1) % 2)
+                    T.copy(vn_bf, vn_s)
+                    T.fence_proxy_async()
+                    T.barrier_arrive(vfull[0])
+                    T.wait_wgmma(0)
+                    T.barrier_arrive(emptyA[sa])
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 3, t_start)
+                if store_final != 0 and c_end == nct:
+                    for c, kk in T.Parallel(DV, D):
+                        ht[n, hv, kk, c0 + c] = S[c, kk]
 
-    return fused_fwd
+            elif tx < 256:
+                # ---------- WG1: prep (u~, -w~, a chunk ahead) and the first loads ----------
+                T.set_max_nreg(REG_PREP, 0)
+                uacc = T.alloc_fragment((C, DV), acc)
+                wacc = T.alloc_fragment((C, D), acc)
+                for j in T.serial(T.min(nch, NA)):
+                    T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
+                    T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
+                    T.tma_copy(gvec[gch0 + j, hv, 0:GV_FWD_ROWS, 0:C], tab_s[j, :, :], barrier=fullA[j])
+                    T.barrier_arrive(fullA[j])
+                for j in T.serial(T.min(nch, NB)):
+                    T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=fullB[j])
+                    T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[j, :, :], barrier=fullB[j])
+                    T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[j, :, :], barrier=fullB[j])
+                    T.barrier_arrive(fullB[j])
+                for i in T.serial(nch):
+                    sa = i % NA
+                    pa = (i // NA) % 2
+                    sb = i % NB
+                    pb = (i // NB) % 2
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 16, t_start)
+                    T.barrier_wait(fullB[sb], pb)
+                    T.barrier_wait(fullA[sa], pa)
+                    T.wgmma_gemm(au_s[sb, :, :], v_s[sb, :, :], uacc, clear_accum=True)
+                    T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 18, t_start)
+                    T.wait_wgmma(1)
+                    if i >= 1:
+                        T.barrier_wait(uempty[0], (i - 1) % 2)
+                    T.copy(uacc, u_s[:, 0:DV])
+                    T.wait_wgmma(0)
+                    T.barrier_arrive(emptyA[sa])
+                    T.barrier_arrive(emptyB[sb])
+                    T.copy(wacc, w_s)
+                    T.fence_proxy_async()
+                    T.barrier_arrive(pfull[0])
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 19, t_start)
+                    if i + NB < nch:
+                        T.barrier_wait(emptyB[sb], pb)
+                        T.tma_copy(v[tok0 + (i + NB) * C:tok0 + (i + NB) * C + C, hv, c0:c0 + DV], v_s[sb, :, :], barrier=fullB[sb])
+                        T.tma_copy(wy[gch0 + i + NB, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[sb, :, :], barrier=fullB[sb])
+                        T.tma_copy(wy[gch0 + i + NB, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[sb, :, :], barrier=fullB[sb])
+                        T.barrier_arrive(fullB[sb])
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 20, t_start)
+
+            else:
+                # ---------- WG2: output (P~ in registers, o = Q S + P~ v~, o store) ----------
+                T.set_max_nreg(REG_OUT, 0)
+                pacc = T.alloc_fragment((C, C), acc)        # (Q K^T) [t][s]
+                p_bf = T.alloc_fragment((C, C), dtype)      # P~ [t][s], the A operand
+                oacc = T.alloc_fragment((C, DV), acc)       # o [t][c]: Q S part
+                oacc2 = T.alloc_fragment((C, DV), acc)      # o: P~ v~ part
+                o_bf = T.alloc_fragment((C, DV), dtype)
+                cp_f = T.alloc_fragment((C,), acc)
+                rp_f = T.alloc_fragment((C,), acc)
+                og_f = T.alloc_fragment((C,), acc)
+                gr_f = T.alloc_fragment((C,), acc)
+                gcol_f = T.alloc_fragment((C,), acc)
+                for i in T.serial(nch):
+                    sa = i % NA
+                    pa = (i // NA) % 2
+                    t0 = tok0 + i * C
+                    nvalid = T.min(eos - t0, C)
+                    if timeline:
+                        if tx == 256:
+                            _stamp(ht, bx, hv, i, 24, t_start)
+                    T.barrier_wait(fullA[sa], pa)
+                    T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
+                    rank1 = tab_s[sa, GV_MISC, 1] > 0.5
+                    T.copy(tab_s[sa, GV_CP, :], cp_f)
+                    T.copy(tab_s[sa, GV_RP, :], rp_f)
+                    T.copy(tab_s[sa, GV_OG, :], og_f)
+                    if not rank1:
+                        T.copy(tab_s[sa, GV_GC, :], gr_f)
+                        T.copy(tab_s[sa, GV_GC, :], gcol_f)
+                    T.barrier_wait(sfull[0], i % 2)
+                    T.wgmma_gemm(q_s[sa, :, :], sb_s, oacc, transpose_B=True, clear_accum=True)
+                    T.wait_wgmma(1)
+                    if rank1:
+                        for t, s in T.Parallel(C, C):
+                            p_bf[t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
+                    else:
+                        for t, s in T.Parallel(C, C):
+                            p_bf[t, s] = T.if_then_else(
+                                s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                    T.wait_wgmma(0)
+                    T.barrier_arrive(sempty[0])           # S^T read: WG0 may write the next
+                    if timeline:
+                        if tx == 256:
+                            _stamp(ht, bx, hv, i, 25, t_start)
+                    T.barrier_wait(vfull[0], i % 2)
+                    T.wgmma_gemm(p_bf, vn_s, oacc2, transpose_B=True, clear_accum=True)
+                    T.wait_wgmma(0)
+                    T.barrier_arrive(vempty[0])
+                    if timeline:
+                        if tx == 256:
+                            _stamp(ht, bx, hv, i, 26, t_start)
+                    for t, c in T.Parallel(C, DV):
+                        oacc[t, c] = oacc[t, c] * og_f[t] + oacc2[t, c]
+                    if c_begin + i < c_out:
+                        pass                             # warm-up chunk: no outputs
+                    elif nvalid == C:
+                        T.tma_store_wait()
+                        T.sync_threads(OUT_BARRIER_ID, 128)
+                        T.copy(oacc, o_bf)
+                        T.copy(o_bf, o_s)
+                        T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
+                    else:
+                        for t, c in T.Parallel(C, DV):
+                            if t < nvalid:
+                                o[t0 + t, hv, c0 + c] = oacc[t, c]
+                    # ring A: chunk i + NA into this stage once WG0 and WG1 are done with it
+                    # (WG2 reads it last; after the o store, so that WG0's update GEMM, the
+                    # stage's last use there, has long finished)
+                    if i + NA < nch:
+                        T.barrier_wait(emptyA[sa], pa)
+                        T.tma_copy(q[tok0 + (i + NA) * C:tok0 + (i + NA) * C + C, hk, 0:D], q_s[sa, :, :], barrier=fullA[sa])
+                        T.tma_copy(k[tok0 + (i + NA) * C:tok0 + (i + NA) * C + C, hk, 0:D], k_s[sa, :, :], barrier=fullA[sa])
+                        T.tma_copy(gvec[gch0 + i + NA, hv, 0:GV_FWD_ROWS, 0:C], tab_s[sa, :, :], barrier=fullA[sa])
+                        T.barrier_arrive(fullA[sa])
+                    if timeline:
+                        if tx == 256:
+                            _stamp(ht, bx, hv, i, 27, t_start)
+                T.tma_store_wait()
 
 
 def variants():

@@ -5,10 +5,11 @@ first warms up from zero over the chunks before it, or, when the gates do not de
 its true incoming state through the exact transition-product correction (docs/context-parallelism.md). The planner picks the number of
 chunks per segment from the cost model
 
-    time ~ waves(CTAs) * (chunks per segment + WARMUP_CHUNKS) * CHUNK_US + SEGMENT_US * segments
+    time ~ waves(CTAs) * (chunks per segment + WARMUP_CHUNKS) * CHUNK_US + SEGMENT_US * CTAs / SMs
 
-with waves = ceil(CTAs / SMs). The coefficients come from benchmarks/fit_cp_model.py (timings on
-an H100, one row per forced split); only their ratios matter for the choice. The choice is pure
+with waves = ceil(CTAs / SMs). The coefficients were set for an H100 and the two-warpgroup
+forward kernel; benchmarks/fit_cp_model.py refits them (forward timings at forced splits, least
+squares with one offset per shape); only their ratios matter for the choice. The choice is pure
 host arithmetic on shapes (no device sync): for varlen batches it uses the lengths that
 validation already read.
 """
@@ -20,7 +21,8 @@ import math
 
 import torch
 
-# Fitted on an H100 80GB HBM3 with benchmarks/fit_cp_model.py (see docs/perf-notes.md).
+# Set when CP landed (d14ac13) for the two-warpgroup fused_fwd of the time; refit for a new kernel
+# with benchmarks/fit_cp_model.py (docs/perf-notes.md, Context parallelism).
 CHUNK_US = 1.9          # one 64-token chunk of one CTA
 WARMUP_CHUNKS = 2.0     # expected warm-up chunks before a segment (decaying gates)
 SEGMENT_US = 0.5        # fixed cost of a segment (look-back, prologue, tail)
@@ -37,11 +39,21 @@ def _ctas(chunks_per_seq, HV, seg):
     return 2 * HV * sum(max(math.ceil(n / seg), 1) for n in chunks_per_seq)
 
 
-def predicted_us(chunks_per_seq, HV, seg, sms):
+def model_terms(chunks_per_seq, HV, seg, sms):
+    """The cost model's three regressors for a split of ``seg`` chunks per segment:
+    (waves * chunks of the longest segment, waves if the split makes segments else 0, CTAs / SMs).
+    The predicted time is their dot product with (CHUNK_US, CHUNK_US * WARMUP_CHUNKS, SEGMENT_US);
+    benchmarks/fit_cp_model.py fits those three numbers to timings through this same function."""
     ctas = _ctas(chunks_per_seq, HV, seg)
+    waves = math.ceil(ctas / sms)
     longest = min(seg, max(chunks_per_seq) if chunks_per_seq else 0)
-    warm = WARMUP_CHUNKS if seg < max(chunks_per_seq, default=0) else 0.0
-    return math.ceil(ctas / sms) * (longest + warm) * CHUNK_US + SEGMENT_US * ctas / sms
+    split = 1.0 if seg < max(chunks_per_seq, default=0) else 0.0
+    return waves * longest, waves * split, ctas / sms
+
+
+def predicted_us(chunks_per_seq, HV, seg, sms):
+    chunk_waves, split_waves, ctas_per_sm = model_terms(chunks_per_seq, HV, seg, sms)
+    return (chunk_waves + split_waves * WARMUP_CHUNKS) * CHUNK_US + SEGMENT_US * ctas_per_sm
 
 
 def check_cp(cp) -> None:

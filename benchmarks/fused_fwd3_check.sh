@@ -1,18 +1,63 @@
 #!/bin/bash
 # One device call's worth of checks for the opt-in three-warpgroup forward kernel (fused_fwd v12,
-# FLASHGDN_FUSED_FWD_3WG=1; docs/perf-notes.md): the GPU suite (its test_gpu_fused_fwd3.py reruns
-# the forward suite with the kernel switched on), then the forward and the training step with and
-# without it, alternated in fresh processes (the switch is read once per process).
-#   PYTHONPATH=<site of the wheel> bash benchmarks/fused_fwd3_check.sh      (from the repo root)
-# Writes $OUT/fwdk_{v11,v12}_decay.json (benchmarks/fwd_kernels.py) when OUT is set.
+# FLASHGDN_FUSED_FWD_3WG=1; docs/perf-notes.md), most important first so that a call cut short
+# still answers the first questions. Run from the repo root on the GPU machine:
+#
+#   bash benchmarks/fused_fwd3_check.sh BUNDLE       (BUNDLE made by benchmarks/device_bundle.sh)
+#
+# BUNDLE/wheel/*.whl is installed; BUNDLE/dbg3.so (the stamped v12 build) adds the timeline;
+# BUNDLE/anch.tar.xz (FLA + FlashQLA, installed) adds the side-by-side against FlashQLA, whose JIT
+# is warmed up in the background on the CPU cores while flashgdn's tests run.
+#   1. tests/test_gpu_fused_fwd3.py: the switch selects the kernel; the forward suite through it
+#   2. benchmarks/fwd_kernels.py with the switch off / on (tags v11 / v12), alternated twice
+#   3. the v12 timeline at (1,8k,16,64)
+#   4. bench_fwd.py --libs flashgdn,flashqla --check, switch on, then off
+#   5. bench_fwdbwd.py --libs flashgdn, switch on, then off
+#   6. benchmarks/fit_cp_model.py with the switch on (the CP cost model refit for v12)
+#   7. the rest of the GPU suite
+# About 8-9 minutes: give the call its 600 s. Writes $OUT/check.log and the JSON files under $OUT when OUT is set.
 set -u
+bundle=${1:?usage: fused_fwd3_check.sh BUNDLE}
+out=${OUT:-/tmp/fused_fwd3_check}; mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-(cd tests && timeout 600 python3 -m pytest -m gpu -q -p no:cacheprovider . 2>&1 | tail -5)
+site=/tmp/fgdn_site anch=/tmp/anch_site
+t0=$(date +%s); stamp() { echo "[check] $1 at $(( $(date +%s) - t0 )) s"; }
+{
+python3 -m pip install -q --no-deps --no-index --no-compile --target $site "$bundle"/wheel/*.whl 2>&1 | grep -v WARN
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+export PYTHONPATH=$site
+if [ -f "$bundle/anch.tar.xz" ]; then
+  mkdir -p $anch && xz -dc "$bundle/anch.tar.xz" | tar xf - -C $anch
+  for i in 0 1 2 3; do
+    PYTHONPATH=$site:$anch timeout 300 python3 benchmarks/warm_flashqla.py $i > "$out/warm$i.log" 2>&1 &
+  done
+fi
+stamp "installed"
+(cd tests && timeout 150 python3 -m pytest -q -p no:cacheprovider test_gpu_fused_fwd3.py 2>&1 | tail -8)
+stamp "v12 tests"
 for round in 1 2; do
-  FLASHGDN_FUSED_FWD_3WG=0 timeout 120 python3 benchmarks/fwd_kernels.py v11 2>&1 | tail -4
-  FLASHGDN_FUSED_FWD_3WG=1 timeout 120 python3 benchmarks/fwd_kernels.py v12 2>&1 | tail -4
+  FLASHGDN_FUSED_FWD_3WG=0 timeout 60 python3 benchmarks/fwd_kernels.py v11 2>&1 | tail -4
+  FLASHGDN_FUSED_FWD_3WG=1 timeout 60 python3 benchmarks/fwd_kernels.py v12 2>&1 | tail -4
 done
-for round in 1 2; do
-  FLASHGDN_FUSED_FWD_3WG=0 timeout 120 python3 benchmarks/bench_fwdbwd.py --libs flashgdn 2>&1 | tail -5
-  FLASHGDN_FUSED_FWD_3WG=1 timeout 120 python3 benchmarks/bench_fwdbwd.py --libs flashgdn 2>&1 | tail -5
+stamp "A/B"
+if [ -f "$bundle/dbg3.so" ]; then
+  timeout 40 python3 benchmarks/timeline.py "$bundle/dbg3.so" dbg3 1 8192 16 64 2>&1 | tail -6
+  stamp "timeline"
+fi
+if [ -f "$bundle/anch.tar.xz" ]; then
+  wait; grep -h "^warm" "$out"/warm*.log
+  for s in 1 0; do
+    FLASHGDN_FUSED_FWD_3WG=$s PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
+      --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_3wg$s.json" 2>&1 | tail -6
+  done
+  stamp "side by side"
+fi
+for s in 1 0; do
+  FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/bench_fwdbwd.py --libs flashgdn 2>&1 | tail -5
 done
+stamp "training step"
+FLASHGDN_FUSED_FWD_3WG=1 timeout 120 python3 benchmarks/fit_cp_model.py --json "$out/cp_fit_3wg1.json" 2>&1 | grep -v " cp="
+stamp "cp fit"
+(cd tests && timeout 200 python3 -m pytest -m gpu -q -p no:cacheprovider --ignore=test_gpu_fused_fwd3.py . 2>&1 | tail -6)
+stamp "suite"
+} 2>&1 | tee "$out/check.log"

@@ -95,6 +95,11 @@ NA = 3         # ring A (q, k: read by both warpgroups) depth
 NB = 2         # ring B (v, L, gate table: read by prep only) depth
 REG_STATE, REG_PREP, REG_OUT = 224, 128, 152   # setmaxnreg of the inference kernel's warpgroups (sum <= 3 x 168)
 OUT_BARRIER_ID = 7   # named barrier of WG2's o tile (TileLang's partial syncs take lower ids)
+# setmaxnreg moves registers inside the CTA's pool of 3 x 168 (384 threads at launch): an increase
+# the pool cannot cover waits forever, so a bad edit here would hang the GPU, not fail a build.
+# PTX also wants each count a multiple of 8 in [24, 256].
+assert REG_STATE + REG_PREP + REG_OUT <= 3 * 168, "setmaxnreg counts exceed the CTA's register pool"
+assert all(24 <= r <= 256 and r % 8 == 0 for r in (REG_STATE, REG_PREP, REG_OUT))
 
 
 @T.macro

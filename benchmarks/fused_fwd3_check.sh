@@ -23,7 +23,7 @@ export PYTHONUNBUFFERED=1
 site=/tmp/fgdn_site anch=/tmp/anch_site
 t0=$(date +%s); stamp() { echo "[check] $1 at $(( $(date +%s) - t0 )) s"; }
 {
-python3 -m pip install -q --no-deps --no-index --no-compile --target $site "$bundle"/wheel/*.whl 2>&1 | grep -v WARN
+python3 -m pip install -q --upgrade --no-deps --no-index --no-compile --target $site "$bundle"/wheel/*.whl 2>&1 | grep -v WARN
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
 export PYTHONPATH=$site
 if [ -f "$bundle/anch.tar.xz" ]; then

@@ -135,6 +135,17 @@ def _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, 
         ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], T.if_then_else(exact_cp != 0, c_out, 0))
 
 
+@T.macro
+def _hoist_indices(ix, hk, chunk_base, c_begin, bos):
+    """The q/k head, the gate-table row of chunk c_begin and its first token, held in registers
+    once: TMA coordinates computed from them inline would redo the integer divisions for every
+    load (~1000 cycles a refill). Uses ix[0:3]."""
+    ix[0] = hk
+    ix[1] = chunk_base + c_begin
+    ix[2] = bos + c_begin * CHUNK
+    return ix[0], ix[1], ix[2]
+
+
 def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool = False, timeline: bool = False,
           three_wg: bool = False):
     """One kernel per input dtype (beta is folded into chunk_prep's gate vectors, so its dtype
@@ -223,14 +234,7 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
                 _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
             c_begin = ix[3]                               # first chunk this CTA runs
             nch = T.max(c_end - c_begin, 0)
-            # index math hoisted into registers once: the TMA coordinates below would otherwise
-            # recompute the integer divisions for every load (~1000 cycles per refill)
-            ix[0] = hk
-            ix[1] = chunk_base + c_begin                  # gate-table row of chunk c_begin
-            ix[2] = bos + c_begin * C                     # its first token
-            hk = ix[0]
-            gch0 = ix[1]
-            tok0 = ix[2]
+            hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
 
             # inputs by TMA, two rings: A = q, k (read by both warpgroups, NA deep); B = v, L and the
             # gate table (read by prep only, NB deep). Prep outputs: double-buffered.
@@ -578,6 +582,27 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
 
 
 @T.macro
+def _load_ring_a(q, k, gvec, q_s, k_s, tab_s, full, stage, j, tok0, gch0, hk, hv):
+    """Three-warpgroup pass: chunk j's q, k and gate-table rows into ring A's stage (TMA), then
+    the issuing warpgroup's arrival on the stage's full barrier."""
+    T.tma_copy(q[tok0 + j * CHUNK:tok0 + j * CHUNK + CHUNK, hk, 0:HEAD_DIM], q_s[stage, :, :], barrier=full[stage])
+    T.tma_copy(k[tok0 + j * CHUNK:tok0 + j * CHUNK + CHUNK, hk, 0:HEAD_DIM], k_s[stage, :, :], barrier=full[stage])
+    T.tma_copy(gvec[gch0 + j, hv, 0:GV_FWD_ROWS, 0:CHUNK], tab_s[stage, :, :], barrier=full[stage])
+    T.barrier_arrive(full[stage])
+
+
+@T.macro
+def _load_ring_b(v, wy, v_s, au_s, aw_s, full, stage, j, tok0, gch0, hv, c0):
+    """Three-warpgroup pass: chunk j's v (this CTA's V half) and gated WY tiles Au, Aw into ring
+    B's stage (TMA), then the issuing warpgroup's arrival."""
+    DV = HEAD_DIM // 2
+    T.tma_copy(v[tok0 + j * CHUNK:tok0 + j * CHUNK + CHUNK, hv, c0:c0 + DV], v_s[stage, :, :], barrier=full[stage])
+    T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + CHUNK, 0:CHUNK], au_s[stage, :, :], barrier=full[stage])
+    T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + CHUNK, 0:CHUNK], aw_s[stage, :, :], barrier=full[stage])
+    T.barrier_arrive(full[stage])
+
+
+@T.macro
 def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
                     o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol,
                     exact_cp):
@@ -607,12 +632,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
         _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
         c_begin = ix[3]
         nch = T.max(c_end - c_begin, 0)
-        ix[0] = hk
-        ix[1] = chunk_base + c_begin
-        ix[2] = bos + c_begin * C
-        hk = ix[0]
-        gch0 = ix[1]
-        tok0 = ix[2]
+        hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
 
         # ring A (q, k, gate table: read by all three warpgroups, refilled by WG2, the last
         # reader); ring B (v, Au, Aw: WG1's own)
@@ -719,15 +739,9 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                 uacc = T.alloc_fragment((C, DV), acc)
                 wacc = T.alloc_fragment((C, D), acc)
                 for j in T.serial(T.min(nch, NA)):
-                    T.tma_copy(q[tok0 + j * C:tok0 + j * C + C, hk, 0:D], q_s[j, :, :], barrier=fullA[j])
-                    T.tma_copy(k[tok0 + j * C:tok0 + j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
-                    T.tma_copy(gvec[gch0 + j, hv, 0:GV_FWD_ROWS, 0:C], tab_s[j, :, :], barrier=fullA[j])
-                    T.barrier_arrive(fullA[j])
+                    _load_ring_a(q, k, gvec, q_s, k_s, tab_s, fullA, j, j, tok0, gch0, hk, hv)
                 for j in T.serial(T.min(nch, NB)):
-                    T.tma_copy(v[tok0 + j * C:tok0 + j * C + C, hv, c0:c0 + DV], v_s[j, :, :], barrier=fullB[j])
-                    T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[j, :, :], barrier=fullB[j])
-                    T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[j, :, :], barrier=fullB[j])
-                    T.barrier_arrive(fullB[j])
+                    _load_ring_b(v, wy, v_s, au_s, aw_s, fullB, j, j, tok0, gch0, hv, c0)
                 for i in T.serial(nch):
                     sa = i % NA
                     pa = (i // NA) % 2
@@ -758,10 +772,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                             _stamp(ht, bx, hv, i, 19, t_start)
                     if i + NB < nch:
                         T.barrier_wait(emptyB[sb], pb)
-                        T.tma_copy(v[tok0 + (i + NB) * C:tok0 + (i + NB) * C + C, hv, c0:c0 + DV], v_s[sb, :, :], barrier=fullB[sb])
-                        T.tma_copy(wy[gch0 + i + NB, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[sb, :, :], barrier=fullB[sb])
-                        T.tma_copy(wy[gch0 + i + NB, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[sb, :, :], barrier=fullB[sb])
-                        T.barrier_arrive(fullB[sb])
+                        _load_ring_b(v, wy, v_s, au_s, aw_s, fullB, sb, i + NB, tok0, gch0, hv, c0)
                     if timeline:
                         if tx == 128:
                             _stamp(ht, bx, hv, i, 20, t_start)
@@ -837,10 +848,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     # stage's last use there, has long finished)
                     if i + NA < nch:
                         T.barrier_wait(emptyA[sa], pa)
-                        T.tma_copy(q[tok0 + (i + NA) * C:tok0 + (i + NA) * C + C, hk, 0:D], q_s[sa, :, :], barrier=fullA[sa])
-                        T.tma_copy(k[tok0 + (i + NA) * C:tok0 + (i + NA) * C + C, hk, 0:D], k_s[sa, :, :], barrier=fullA[sa])
-                        T.tma_copy(gvec[gch0 + i + NA, hv, 0:GV_FWD_ROWS, 0:C], tab_s[sa, :, :], barrier=fullA[sa])
-                        T.barrier_arrive(fullA[sa])
+                        _load_ring_a(q, k, gvec, q_s, k_s, tab_s, fullA, sa, i + NA, tok0, gch0, hk, hv)
                     if timeline:
                         if tx == 256:
                             _stamp(ht, bx, hv, i, 27, t_start)
@@ -854,7 +862,7 @@ def variants():
     v12: shipped but used only when FLASHGDN_FUSED_FWD_3WG=1, until it has been run on a GPU),
     per input dtype."""
     return [(variant_symbol(name, dt, "float32"),
-             dict(dtype=dt, states=states, outputs=outputs, summary=summ, **({"three_wg": True} if wg3 else {})))
+             dict(dtype=dt, states=states, outputs=outputs, summary=summ, three_wg=wg3))
             for name, states, outputs, summ, wg3 in (("fused_fwd", False, True, False, False),
                                                      ("fused_fwd_states", True, False, False, False),
                                                      ("fused_fwd_o_states", True, True, False, False),

@@ -34,6 +34,10 @@ SPLITS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 COEFFS = ("CHUNK_US", "WARMUP_CHUNKS", "SEGMENT_US")
 
 
+def shape_of(row):
+    return row["B"], row["T"], row["H"], row["HV"]
+
+
 def chunks_of(row):
     return [(row["T"] + 63) // 64] * row["B"]
 
@@ -46,8 +50,8 @@ def terms(row, sms):
 def fit(rows, sms):
     """Least-squares coefficients {CHUNK_US, WARMUP_CHUNKS, SEGMENT_US} and the fitted time of
     each row (us)."""
-    shapes = sorted({(r["B"], r["T"], r["H"], r["HV"]) for r in rows})
-    X = [list(terms(r, sms)) + [float((r["B"], r["T"], r["H"], r["HV"]) == s) for s in shapes] for r in rows]
+    shapes = sorted({shape_of(r) for r in rows})
+    X = [list(terms(r, sms)) + [float(shape_of(r) == s) for s in shapes] for r in rows]
     X = torch.tensor(X, dtype=torch.float64)
     y = torch.tensor([r["us"] for r in rows], dtype=torch.float64)
     sol = torch.linalg.lstsq(X, y.unsqueeze(1)).solution.squeeze(1)
@@ -104,8 +108,8 @@ def report(rows, sms):
     for r, f in zip(rows, fitted):
         print(f"B{r['B']} T{r['T'] // 1024}k H{r['H']} HV{r['HV']:<4d} {r['cp']:4d} {r['seg']:5d} {r['us']:9.1f} {f:8.1f}")
     print("\nshape                 auto split (chunks/segment): shipped -> fitted; measured best")
-    for shape in sorted({(r["B"], r["T"], r["H"], r["HV"]) for r in rows}):
-        mine = [r for r in rows if (r["B"], r["T"], r["H"], r["HV"]) == shape]
+    for shape in sorted({shape_of(r) for r in rows}):
+        mine = [r for r in rows if shape_of(r) == shape]
         chunks = chunks_of(mine[0])
         picks = []
         for values in (old, new):

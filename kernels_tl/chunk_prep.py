@@ -1,11 +1,12 @@
 """chunk_prep: the gate-free WY inverse of every 64-token chunk, plus chunk statistics.
 
-One CTA per (chunk, value head); 128 threads = one warpgroup, 91 registers and 54 KB of shared
-memory, so four CTAs share an SM and hide each other's latencies (the kernel is short and bound
-by latency and its 19.5 KB of stores per CTA - 18.25 KB in the forward's own call - not by
-arithmetic). K K^T is recomputed per value head of a GVA group (one wgmma; the K tile comes from
-L2 for the group's other heads: walking the group's heads in one CTA measured slower,
-docs/perf-notes.md).
+One CTA per (chunk, value head); 128 threads = one warpgroup, 80 registers (launch bound) and
+33.5 KB of shared memory (liveness-merged: the K tile's 16 KB is reused once K K^T is done), so
+six CTAs share an SM and hide each other's latencies (the kernel is short and bound by latency
+and its 19.5 KB of stores per CTA - 18.25 KB in the forward's own call - not by arithmetic; it
+ran four to an SM at 91 registers and 54.7 KB before v9). K K^T is recomputed per value head of
+a GVA group (one wgmma; the K tile comes from L2 for the group's other heads: walking the group's
+heads in one CTA measured slower, docs/perf-notes.md).
 
   1. K tile [64,128] -> smem by TMA; beta -> smem; while K is in flight warp 2 forms gc (cumsum
      of g) and warp 3 the q row norms (in-kernel L2 norm only).
@@ -50,7 +51,14 @@ NAME = "chunk_prep"
 # validated on the host). TileLang could not prove the masked rows in range and wrapped each in a
 # branch: 8520 SASS instructions with the checks, 3808 without (docs/perf-notes.md).
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False,
-                tilelang.PassConfigKey.TL_DISABLE_SAFE_MEMORY_ACCESS: True}
+                tilelang.PassConfigKey.TL_DISABLE_SAFE_MEMORY_ACCESS: True,
+                # liveness-based reuse of shared memory: the K tile is dead after K K^T, and A's
+                # blocks, the merge scratch and the small vectors fit in its 16 KB (54.7 -> 33.5 KB)
+                tilelang.PassConfigKey.TL_ENABLE_AGGRESSIVE_SHARED_MEMORY_MERGE: True}
+# CTAs an SM must hold: the kernel is latency-bound, so residency is its throughput. 6 x (33.5 KB
+# + 1 KB static + 1 KB reserved) fits the 228 KB; ptxas fits 6 x 128 threads in 80 registers
+# (91 unbounded) with no spills for bf16 inputs (4 bytes of spill in the fp16 builds).
+MIN_CTAS_PER_SM = 6
 L2NORM_EPS = 1e-6
 LOG2E = 1.4426950408889634
 BLK_ROW = 24    # row stride of the blocks of A (floats): 16-byte aligned rows
@@ -87,6 +95,7 @@ def build(dtype: str, beta_dtype: str):
         store_L: T.int32,     # 0: the forward's own call, which reads only stats and the table's forward rows
     ):
         with T.Kernel(NC, HV, threads=128) as (chunk, hv):
+            T.annotate_min_blocks_per_sm(MIN_CTAS_PER_SM)
             pdl_wait()
             tx = T.get_thread_binding()
             loc = T.alloc_local((6,), "int32")

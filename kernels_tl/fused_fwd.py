@@ -1,10 +1,9 @@
 """fused_fwd: the gated-delta-rule forward over the chunks of one segment, one CTA per
 (segment, value head, half of V).
 
-v12 (`fused_fwd3`, `build(three_wg=True)`; compiled and checked here - no spills, no wgmma
-serialisation - but not yet run on a GPU, so the library launches it only when the environment
-sets FLASHGDN_FUSED_FWD_3WG=1): the inference kernel (o and the final state) on three warpgroups,
-384 threads, setmaxnreg 224 / 128 / 152 (the CTA's pool: 3 x 168):
+v12 (`fused_fwd3`, `build(three_wg=True)`; the library's inference kernel since 2026-12-07,
+FLASHGDN_FUSED_FWD_3WG=0 selects v11): the inference kernel (o and the final state) on three
+warpgroups, 384 threads, setmaxnreg 224 / 128 / 152 (the CTA's pool: 3 x 168):
 
   ring A (q, k [64,128], gate table [9,64]; 3 deep; read by all three warpgroups, refilled by
   WG2, the last reader, once WG0 and WG1 have released the stage); ring B (v [64,64], Au, Aw
@@ -21,10 +20,13 @@ sets FLASHGDN_FUSED_FWD_3WG=1): the inference kernel (o and the final state) on 
                             RS m64n64k64), o [t][c] -> stmatrix -> TMA store
   Barriers: fullA/emptyA, fullB/emptyB, pfull/uempty (WG1 <-> WG0), sfull/sempty and
   vfull/vempty (WG0 <-> WG2). Until v11 the o work sat on WG0 and Q K^T / P~ on WG1, and both
-  warpgroups' chains were ~3.9k cycles a chunk (docs/perf-notes.md).
+  warpgroups' chains were ~3.9k cycles a chunk. v12 measured ~3.4k for all three (H100
+  timeline): WG2 paces the loop - WG0 waits on sempty for WG2's previous Q S GEMM - and the
+  CTA moves ~300 KB of shared memory a chunk (TMA fills, SS wgmma operands, the u~ / w~ / S^T /
+  v~ / o hand-offs), ~2.3k cycles at 128 B a cycle (docs/perf-notes.md).
 
-Every other variant - the default inference kernel until v12 has run, the backward's state pass,
-the state pass with o, cp_summary - uses the two-warpgroup layout below.
+Every other variant - v11 (the inference kernel before v12), the backward's state pass, the state
+pass with o, cp_summary - uses the two-warpgroup layout below.
 
 Grid (2 * segments, HV); 256 threads = 2 warpgroups (both can hold up to 255 registers, which
 ptxas needs to pipeline wgmma: with 3 warpgroups and no setmaxnreg it caps threads at 168 and serialises every
@@ -856,11 +858,11 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
 
 
 def variants():
-    """The inference kernel, the backward's state pass (`fused_fwd_states`, no o), the state pass
-    that forms o too (`fused_fwd_o_states`, for C API callers that want both), pass 1 of the
-    exact CP correction (`cp_summary`) and the three-warpgroup inference kernel (`fused_fwd3`,
-    v12: shipped but used only when FLASHGDN_FUSED_FWD_3WG=1, until it has been run on a GPU),
-    per input dtype."""
+    """The two-warpgroup inference kernel (v11, `fused_fwd`: FLASHGDN_FUSED_FWD_3WG=0), the
+    backward's state pass (`fused_fwd_states`, no o), the state pass that forms o too
+    (`fused_fwd_o_states`, for C API callers that want both), pass 1 of the exact CP correction
+    (`cp_summary`) and the three-warpgroup inference kernel (`fused_fwd3`, v12, the default), per
+    input dtype."""
     return [(variant_symbol(name, dt, "float32"),
              dict(dtype=dt, states=states, outputs=outputs, summary=summ, three_wg=wg3))
             for name, states, outputs, summ, wg3 in (("fused_fwd", False, True, False, False),

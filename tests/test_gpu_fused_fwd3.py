@@ -1,6 +1,8 @@
-"""The three-warpgroup inference kernel (fused_fwd v12, `fgdn_fused_fwd3_*`) through the whole
-forward suite. The library launches it only when FLASHGDN_FUSED_FWD_3WG=1 is set (read once per
-process), so the suite runs again in a child process with the variable set."""
+"""The inference kernel switch. The forward launches the three-warpgroup kernel (fused_fwd v12,
+`fgdn_fused_fwd3_*`) unless FLASHGDN_FUSED_FWD_3WG=0 is set (read once per process), which selects
+the two-warpgroup v11 kernel (`fgdn_fused_fwd_*`) instead. The main suite covers the default; here
+each setting must select its kernel, and the forward suite runs again through v11 in a child
+process."""
 import os
 import subprocess
 import sys
@@ -8,9 +10,8 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ENV = dict(os.environ, FLASHGDN_FUSED_FWD_3WG="1")
 
-# one forward under the profiler: the switch must actually select the v12 kernel
+# one forward under the profiler: which inference kernel did it launch?
 PROBE = """
 import torch, flashgdn
 from torch.profiler import profile, ProfilerActivity
@@ -19,20 +20,33 @@ x = make_inputs(1, 200, 2, 4, dtype=torch.bfloat16, device="cuda", gates="decay"
 with profile(activities=[ProfilerActivity.CUDA]) as prof:
     flashgdn.chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["g"], x["beta"], output_final_state=True)
     torch.cuda.synchronize()
-names = [e.key for e in prof.key_averages()]
+names = [e.key for e in prof.key_averages() if "fused_fwd" in e.key]
 print("KERNELS", names)
-assert any("fused_fwd3" in n for n in names), names
+assert len(names) == 1, names
+print("V12" if "fused_fwd3" in names[0] else "V11")
 """
 
 
+def _env(setting):
+    env = dict(os.environ)
+    env.pop("FLASHGDN_FUSED_FWD_3WG", None)
+    if setting is not None:
+        env["FLASHGDN_FUSED_FWD_3WG"] = setting
+    return env
+
+
 @pytest.mark.gpu
-def test_switch_selects_the_three_warpgroup_kernel():
-    r = subprocess.run([sys.executable, "-c", PROBE], env=ENV, capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("setting, expected", [(None, "V12"), ("1", "V12"), ("0", "V11")])
+def test_switch_selects_the_inference_kernel(setting, expected):
+    r = subprocess.run([sys.executable, "-c", PROBE], env=_env(setting), capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == expected, r.stdout[-2000:]
 
 
 @pytest.mark.gpu
-def test_forward_suite_with_the_three_warpgroup_kernel():
+def test_forward_suite_with_the_two_warpgroup_kernel():
     r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
-                        "test_gpu_forward.py"], cwd=HERE, env=ENV, capture_output=True, text=True, timeout=900)
+                        "test_gpu_forward.py"], cwd=HERE, env=_env("0"), capture_output=True, text=True,
+                       timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -21,8 +21,9 @@ import math
 
 import torch
 
-# Set when CP landed (d14ac13) for the two-warpgroup fused_fwd of the time; refit for a new kernel
-# with benchmarks/fit_cp_model.py (docs/perf-notes.md, Context parallelism).
+# Set when CP landed (d14ac13) for the two-warpgroup fused_fwd of the time. Refit for fused_fwd v12
+# on an H100 (2026-12-07, benchmarks/fit_cp_model.py): 1.68 / 1.66 / 5.8, which picks the same split
+# as these on all seven shapes - each the best measured - so these stay (docs/perf-notes.md).
 CHUNK_US = 1.9          # one 64-token chunk of one CTA
 WARMUP_CHUNKS = 2.0     # expected warm-up chunks before a segment (decaying gates)
 SEGMENT_US = 0.5        # fixed cost of a segment (look-back, prologue, tail)

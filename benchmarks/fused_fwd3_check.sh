@@ -1,7 +1,7 @@
 #!/bin/bash
-# One device call's worth of checks for the opt-in three-warpgroup forward kernel (fused_fwd v12,
-# FLASHGDN_FUSED_FWD_3WG=1; docs/perf-notes.md), most important first so that a call cut short
-# still answers the first questions. Run from the repo root on the GPU machine:
+# One device call's worth of checks for the three-warpgroup inference kernel (fused_fwd v12, the
+# default; FLASHGDN_FUSED_FWD_3WG=0 selects v11; docs/perf-notes.md), most important first so that
+# a call cut short still answers the first questions. Run from the repo root on the GPU machine:
 #
 #   bash benchmarks/fused_fwd3_check.sh BUNDLE       (BUNDLE made by benchmarks/device_bundle.sh)
 #
@@ -9,7 +9,7 @@
 # BUNDLE/anch.tar.xz (FLA + FlashQLA, installed) adds the side-by-side against FlashQLA, whose JIT
 # is warmed up in the background on the CPU cores while flashgdn's tests run. BUNDLE/wheel_base/
 # (optional: an older wheel) joins step 2 as tag base_v11, for kernels other than fused_fwd.
-#   1. tests/test_gpu_fused_fwd3.py: the switch selects the kernel; the forward suite through it
+#   1. tests/test_gpu_fused_fwd3.py: each switch setting selects its kernel; the forward suite through v11
 #   2. benchmarks/fwd_kernels.py with the switch off / on (tags v11 / v12), alternated twice
 #   3. the v12 timeline at (1,8k,16,64)
 #   4. bench_fwd.py --libs flashgdn,flashqla --check, switch on, then off

@@ -16,7 +16,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_fwd import config_sets  # noqa: E402
+from bench_fwd import config_sets, library_fns  # noqa: E402
 
 from flashgdn.testing import make_inputs  # noqa: E402
 
@@ -26,20 +26,21 @@ def main():
     ap.add_argument("index", type=int, help="index into the acceptance config set")
     ap.add_argument("--bwd", action="store_true", help="also warm the backward (a training step)")
     args = ap.parse_args()
-    from flash_qla import chunk_gated_delta_rule as qla
+    # the benchmarks' own FlashQLA call (same arguments, so the same JIT cache entries)
+    qla = library_fns({"flashqla"}, None)["flashqla"]
     B, T, H, HV, _ = config_sets()["acceptance"][args.index]
     x = make_inputs(B, T, H, HV, dtype=torch.bfloat16, device="cuda", gates="decay", seed=0)
     names = ("q", "k", "v", "g", "beta", "initial_state")
     t0 = time.time()
     with torch.no_grad():
-        qla(*(x[n] for n in names[:5]), initial_state=x["initial_state"], output_final_state=True)
+        qla(*(x[n] for n in names), x["cu_seqlens"])
     torch.cuda.synchronize()
     t_fwd = time.time() - t0
     msg = f"warm {args.index} fwd {t_fwd:.1f} s"
     if args.bwd:
         leaves = [x[n].detach().clone().requires_grad_(True) for n in names]
         t0 = time.time()
-        o, ht = qla(*leaves[:5], initial_state=leaves[5], output_final_state=True)
+        o, ht = qla(*leaves, x["cu_seqlens"])
         torch.autograd.backward([o, ht], [torch.randn_like(o), torch.randn_like(ht)])
         torch.cuda.synchronize()
         msg += f", step {time.time() - t0:.1f} s"

@@ -2,7 +2,7 @@
 # Build, on the (GPU-less) build machine, what benchmarks/fused_fwd3_check.sh needs on the GPU
 # machine, in one folder to name in the device call's carry (64 MiB in all):
 #   BUNDLE/wheel/  a cp312 wheel of this checkout                        (~2 MB)
-#   BUNDLE/dbg3.so the stamped timeline build of fused_fwd v12           (~1 MB; needs TileLang)
+#   BUNDLE/dbg3.so the stamped timeline build of fused_fwd3             (~1 MB; needs TileLang)
 #   BUNDLE/anch.tar.xz FLA + FlashQLA + its TileLang, installed for cp312 (~45 MB; optional)
 # Usage, from the repo root:
 #   PY312="python3.12" TL_PYTHON=<python with tilelang> CUDA_HOME=<CUDA 13> \

@@ -10,7 +10,7 @@ by least squares, with the regressors from flashgdn.cp.model_terms (the planner'
 one free offset per shape (chunk_prep and everything else the split does not change). Prints the
 coefficients, measured against fitted times, and the split "auto" picks per shape with the
 shipped and the fitted coefficients. Timings are of whatever kernel the process launches
-(the default fused_fwd v12; FLASHGDN_FUSED_FWD_3WG=0 for v11).
+(the default fused_fwd3, v13; FLASHGDN_FUSED_FWD_3WG=0 for v11).
 
   python benchmarks/fit_cp_model.py --json cp_fit.json         # on the GPU
   python benchmarks/fit_cp_model.py --from cp_fit.json         # refit a saved run, no GPU needed

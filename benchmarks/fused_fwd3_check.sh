@@ -1,24 +1,31 @@
 #!/bin/bash
-# One device call's worth of checks for the three-warpgroup inference kernel (fused_fwd v12, the
+# One device call's worth of checks for the three-warpgroup inference kernel (fused_fwd3, v13, the
 # default; FLASHGDN_FUSED_FWD_3WG=0 selects v11; docs/perf-notes.md), most important first so that
 # a call cut short still answers the first questions. Run from the repo root on the GPU machine:
 #
 #   bash benchmarks/fused_fwd3_check.sh BUNDLE       (BUNDLE made by benchmarks/device_bundle.sh)
 #
-# BUNDLE/wheel/*.whl is installed; BUNDLE/dbg3.so (the stamped v12 build) adds the timeline;
+# BUNDLE/wheel/*.whl is installed; BUNDLE/dbg3.so (the stamped fused_fwd3 build) adds the timeline;
 # BUNDLE/anch.tar.xz (FLA + FlashQLA, installed) adds the side-by-side against FlashQLA, whose JIT
 # is warmed up in the background on the CPU cores while flashgdn's tests run. BUNDLE/wheel_base/
-# (optional: an older wheel) joins step 2 as tag base_v11, for kernels other than fused_fwd.
+# (optional: an older wheel) joins step 2.
 #   1. tests/test_gpu_fused_fwd3.py: each switch setting selects its kernel; the forward suite through v11
-#   2. benchmarks/fwd_kernels.py with the switch off / on (tags v11 / v12), alternated twice
-#   3. the v12 timeline at (1,8k,16,64)
+#   2. benchmarks/fwd_kernels.py with the switch off / on (tags new_3wg0 / new_3wg1; AB_NEW picks
+#      the settings, default "0 1") and the base wheel (tag base_3wgN, N = BASE_3WG, default 0),
+#      alternated twice
+#   3. the fused_fwd3 timeline at (1,8k,16,64)
 #   4. bench_fwd.py --libs flashgdn,flashqla --check, switch on, then off
 #   5. the rest of the GPU suite
 #   6. bench_fwdbwd.py --libs flashgdn, switch on, then off
-#   7. benchmarks/fit_cp_model.py with the switch on (the CP cost model refit for v12)
-# About 8-9 minutes: give the call its 600 s. Writes $OUT/check.log and the JSON files under $OUT when OUT is set.
+#   7. benchmarks/fit_cp_model.py with the switch on (the CP cost model refit for fused_fwd3)
+#   8. benchmarks/pipe_profile.sh at (1,8k,16,64) (ncu; only when named in STEPS)
+# STEPS (a space-separated list of the names below; default all but "profile") picks the steps:
+#   tests ab timeline sidebyside suite step cpfit profile      ("suite" with "tests" = the whole GPU suite)
+# About 4-5 minutes with the defaults: give the call its 600 s. Writes $OUT/check.log and the JSON files under $OUT when OUT is set.
 set -u
 bundle=${1:?usage: fused_fwd3_check.sh BUNDLE}
+steps=" ${STEPS:-tests ab timeline sidebyside suite step cpfit} "
+want() { [[ "$steps" == *" $1 "* ]]; }
 out=${OUT:-/tmp/fused_fwd3_check}; mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 site=/tmp/fgdn_site anch=/tmp/anch_site base=/tmp/fgdn_base
@@ -30,41 +37,61 @@ if [ -d "$bundle/wheel_base" ]; then
   python3 -m pip install -q --upgrade --no-deps --no-index --no-compile --target $base "$bundle"/wheel_base/*.whl 2>&1 | grep -v WARN
 fi
 export PYTHONPATH=$site
-if [ -f "$bundle/anch.tar.xz" ]; then
+if want sidebyside && [ -f "$bundle/anch.tar.xz" ]; then
   mkdir -p $anch && xz -dc "$bundle/anch.tar.xz" | tar xf - -C $anch
   for i in 0 1 2 3; do
-    PYTHONPATH=$site:$anch timeout 300 python3 benchmarks/warm_flashqla.py $i > "$out/warm$i.log" 2>&1 &
+    PYTHONPATH=$site:$anch timeout 300 python3 benchmarks/warm_flashqla.py $i > "/tmp/warm$i.log" 2>&1 &
   done
 fi
 stamp "installed"
+if want tests; then
 (cd tests && timeout 150 python3 -m pytest -q -p no:cacheprovider test_gpu_fused_fwd3.py 2>&1 | tail -8)
-stamp "v12 tests"
+stamp "switch tests"
+fi
+if want ab; then
 for round in 1 2; do
-  FLASHGDN_FUSED_FWD_3WG=0 timeout 60 python3 benchmarks/fwd_kernels.py v11 2>&1 | tail -4
-  FLASHGDN_FUSED_FWD_3WG=1 timeout 60 python3 benchmarks/fwd_kernels.py v12 2>&1 | tail -4
+  for s in ${AB_NEW:-0 1}; do
+    FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/fwd_kernels.py new_3wg$s 2>&1 | tail -4
+  done
   if [ -d "$bundle/wheel_base" ]; then
-    FLASHGDN_FUSED_FWD_3WG=0 PYTHONPATH=$base timeout 60 python3 benchmarks/fwd_kernels.py base_v11 2>&1 | tail -4
+    FLASHGDN_FUSED_FWD_3WG=${BASE_3WG:-0} PYTHONPATH=$base timeout 60 python3 benchmarks/fwd_kernels.py \
+      base_3wg${BASE_3WG:-0} 2>&1 | tail -4
   fi
 done
 stamp "A/B"
-if [ -f "$bundle/dbg3.so" ]; then
+fi
+if want timeline && [ -f "$bundle/dbg3.so" ]; then
   timeout 40 python3 benchmarks/timeline.py "$bundle/dbg3.so" dbg3 1 8192 16 64 2>&1 | tail -6
   stamp "timeline"
 fi
-if [ -f "$bundle/anch.tar.xz" ]; then
-  wait; grep -h "^warm" "$out"/warm*.log
+if want sidebyside && [ -f "$bundle/anch.tar.xz" ]; then
+  wait; grep -h "^warm" /tmp/warm*.log
   for s in 1 0; do
     FLASHGDN_FUSED_FWD_3WG=$s PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
       --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_3wg$s.json" 2>&1 | tail -6
   done
   stamp "side by side"
 fi
+if want suite; then
 (cd tests && timeout 200 python3 -m pytest -m gpu -q -p no:cacheprovider --ignore=test_gpu_fused_fwd3.py . 2>&1 | tail -6)
 stamp "suite"
-for s in 1 0; do
-  FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/bench_fwdbwd.py --libs flashgdn 2>&1 | tail -5
+fi
+if want step; then
+# two rounds alternated: one process's state can swing a config (the 1.267 ms of 2026-12-07)
+for round in 1 2; do
+  for s in 1 0; do
+    echo "training step, FLASHGDN_FUSED_FWD_3WG=$s, round $round"
+    FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/bench_fwdbwd.py --libs flashgdn 2>&1 | tail -5
+  done
 done
 stamp "training step"
+fi
+if want cpfit; then
 FLASHGDN_FUSED_FWD_3WG=1 timeout 120 python3 benchmarks/fit_cp_model.py --json "$out/cp_fit_3wg1.json" 2>&1 | grep -v " cp="
 stamp "cp fit"
+fi
+if want profile; then
+OUT=$out bash benchmarks/pipe_profile.sh 1 8192 16 64
+stamp "pipe profile"
+fi
 } 2>&1 | tee "$out/check.log"

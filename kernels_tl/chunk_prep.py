@@ -1,7 +1,7 @@
 """chunk_prep: the gate-free WY inverse of every 64-token chunk, plus chunk statistics.
 
 One CTA per (chunk, value head); 128 threads = one warpgroup, 80 registers (launch bound) and
-33.5 KB of shared memory (liveness-merged: the K tile's 16 KB is reused once K K^T is done), so
+33.75 KB of shared memory (liveness-merged: the K tile's 16 KB is reused once K K^T is done), so
 six CTAs share an SM and hide each other's latencies (the kernel is short and bound by latency
 and its 19.5 KB of stores per CTA - 18.25 KB in the forward's own call - not by arithmetic; it
 ran four to an SM at 91 registers and 54.7 KB before v9). K K^T is recomputed per value head of
@@ -55,14 +55,17 @@ PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False,
                 # liveness-based reuse of shared memory: the K tile is dead after K K^T, and A's
                 # blocks, the merge scratch and the small vectors fit in its 16 KB (54.7 -> 33.5 KB)
                 tilelang.PassConfigKey.TL_ENABLE_AGGRESSIVE_SHARED_MEMORY_MERGE: True}
-# CTAs an SM must hold: the kernel is latency-bound, so residency is its throughput. 6 x (33.5 KB
+# CTAs an SM must hold: the kernel is latency-bound, so residency is its throughput. 6 x (33.75 KB
 # + 1 KB static + 1 KB reserved) fits the 228 KB; ptxas fits 6 x 128 threads in 80 registers
-# (91 unbounded) with no spills for bf16 inputs (4 bytes of spill in the fp16 builds).
+# (91 unbounded) with no spills in any build (v9 had 4 bytes of spill in the fp16 builds).
 MIN_CTAS_PER_SM = 6
 L2NORM_EPS = 1e-6
 LOG2E = 1.4426950408889634
-BLK_ROW = 24    # row stride of the blocks of A (floats): 16-byte aligned rows
-BLK = 16 * BLK_ROW + 16   # block stride: 400 = 16 mod 32 banks
+# row stride of the blocks of A (floats): 16-byte aligned rows; 20, not 24, so that the 16 -> 32
+# merge's eight row-pair reads a warp (rows 2k, stride 2 * BLK_ROW) spread over four bank groups, not two
+BLK_ROW = 20
+BLK = 16 * BLK_ROW + 16   # block stride: 336 = 16 mod 32 banks
+L_PAD = 8       # l_out's row padding (elements)
 
 
 def build(dtype: str, beta_dtype: str):
@@ -121,7 +124,10 @@ def build(dtype: str, beta_dtype: str):
             lab_s = T.alloc_shared((2, 32, 32), acc)    # L's 32x32 diagonal blocks L_AA, L_BB (fp32)
             x_s = T.alloc_shared((2, 16, 16), acc)      # 16 -> 32 merge scratch
             y_s = T.alloc_shared((32, 32), acc)
-            l_out = T.alloc_shared((C, C), dtype)       # L in the output dtype, stored row-vectorised
+            # L in the output dtype, stored row-vectorised. Rows padded to 72 (144 bytes, 16-byte
+            # aligned for the vector reads): with 128-byte rows the merges' stores from their
+            # fragments (8 rows x 4 column pairs a warp) all fell in 4 banks, 8-way conflicts
+            l_out = T.alloc_shared((C, C + L_PAD), dtype)
             y_f = T.alloc_fragment((32, 32), acc)
             kbar = T.alloc_barrier(arrive_count=[128])
             rk_f = T.alloc_fragment((C,), acc)

@@ -1,29 +1,32 @@
 """fused_fwd: the gated-delta-rule forward over the chunks of one segment, one CTA per
 (segment, value head, half of V).
 
-v12 (`fused_fwd3`, `build(three_wg=True)`; the library's inference kernel since 2026-12-07,
-FLASHGDN_FUSED_FWD_3WG=0 selects v11): the inference kernel (o and the final state) on three
-warpgroups, 384 threads, setmaxnreg 224 / 128 / 152 (the CTA's pool: 3 x 168):
+v13 (`fused_fwd3`, `build(three_wg=True)`; the library's inference kernel, FLASHGDN_FUSED_FWD_3WG=0
+selects v11): the inference kernel (o and the final state) on three warpgroups, 384 threads,
+setmaxnreg 224 / 128 / 152 (the CTA's pool: 3 x 168):
 
   ring A (q, k [64,128], gate table [9,64]; 3 deep; read by all three warpgroups, refilled by
-  WG2, the last reader, once WG0 and WG1 have released the stage); ring B (v [64,64], Au, Aw
-  [64,64]; 2 deep; WG1's own)
-  WG1 prep, a chunk ahead:  u~ = Au V (m64n64k64), -w~ = Aw K (m64n128k64), SS, async
-                            -> u_s (fp32, padded) and w_s (one buffer each, released by uempty)
-  WG0 state (S^T [64 V][128 K] fp32 in registers), the recurrence only:
-                            v~^T = u~^T + S^T (-w~)^T          RS m64n64k128
+  WG2, the last reader, as soon as its Q S is done); ring B (v [64,64], Au, Aw [64,64]; 2 deep;
+  Aw read by WG1, v and Au by WG0, which refills the stage under its v~ GEMM)
+  WG1 prep, a chunk ahead:  -w~ = Aw K (m64n128k64, SS) -> w_s (one buffer, released by uempty)
+  WG0 state (S^T [64 V][128 K] fp32 in registers), the recurrence:
+                            v~^T = V^T Au^T (SS m64n64k64, issued before the wait for -w~: it
+                                   needs no state) + S^T (-w~)^T (RS m64n64k128, same accumulator)
                             S^T = exp(gc_last) S^T + (v~^T diag(dec)) K    RS m64n128k64
                             hands S^T (chunk start, bf16, under the v~ GEMM) and v~^T (under the
-                            update GEMM) to WG2 through one shared tile each (stmatrix)
+                            update GEMM) to WG2 through two tiles each, by chunk parity (stmatrix)
   WG2 output:               Q K^T (SS m64n64k128) -> P~ masked and scaled in registers (the A
                             operand of the next GEMM), o = diag(og) Q S + P~ v~ (SS m64n64k128,
                             RS m64n64k64), o [t][c] -> stmatrix -> TMA store
-  Barriers: fullA/emptyA, fullB/emptyB, pfull/uempty (WG1 <-> WG0), sfull/sempty and
-  vfull/vempty (WG0 <-> WG2). Until v11 the o work sat on WG0 and Q K^T / P~ on WG1, and both
-  warpgroups' chains were ~3.9k cycles a chunk. v12 measured ~3.4k for all three (H100
-  timeline): WG2 paces the loop - WG0 waits on sempty for WG2's previous Q S GEMM - and the
-  CTA moves ~300 KB of shared memory a chunk (TMA fills, SS wgmma operands, the u~ / w~ / S^T /
-  v~ / o hand-offs), ~2.3k cycles at 128 B a cycle (docs/perf-notes.md).
+  Barriers: fullA/emptyA (all three release), fullB/emptyB (WG1 releases), pfull/uempty (WG1 <->
+  WG0), and sfull/sempty, vfull/vempty (WG0 <-> WG2), one pair per buffer; their hand model is
+  build_tools/fused_fwd3_protocol.py. 228096 + 1024 bytes of shared memory, no spills.
+  v12 (2026-12-07) had WG1 form u~ = Au V too and hand it to WG0 in fp32 through shared memory
+  (16 KB written, 16 KB read a chunk: 16 STS.64 a thread in WG1, 32 LDS in WG0), one S^T and
+  one v~^T tile, ring B refilled by WG1 and ring A by WG2 after its o store: all three
+  warpgroups ran at ~3.4k cycles a chunk, WG0 waiting on sempty for WG2's previous Q S (H100
+  timeline). Until v11 the o work sat on WG0 and Q K^T / P~ on WG1, and both
+  warpgroups' chains were ~3.9k cycles a chunk (docs/perf-notes.md).
 
 Every other variant - v11 (the inference kernel before v12), the backward's state pass, the state
 pass with o, cp_summary - uses the two-warpgroup layout below.
@@ -164,7 +167,7 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
     at its phase boundaries into ht[0, 0, chunk, point] (run with store_final = 0; see
     benchmarks/timeline.py).
 
-    three_wg=True: the three-warpgroup inference kernel (v12, header), `fused_fwd3`."""
+    three_wg=True: the three-warpgroup inference kernel (v13, header), `fused_fwd3`."""
     assert not three_wg or (outputs and not states and not summary), "three_wg: the inference kernel only"
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
@@ -608,7 +611,7 @@ def _load_ring_b(v, wy, v_s, au_s, aw_s, full, stage, j, tok0, gch0, hv, c0):
 def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
                     o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol,
                     exact_cp):
-    """The inference kernel's body on three warpgroups (v12, header; `build(three_wg=True)`):
+    """The inference kernel's body on three warpgroups (v13, header; `build(three_wg=True)`):
     o and the final state, no per-chunk states."""
     C = CHUNK
     D = HEAD_DIM
@@ -637,30 +640,34 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
         hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
 
         # ring A (q, k, gate table: read by all three warpgroups, refilled by WG2, the last
-        # reader); ring B (v, Au, Aw: WG1's own)
+        # reader); ring B (v, Au: read by WG0; Aw: by WG1; refilled by WG1)
         q_s = T.alloc_shared((NA, C, D), dtype)
         k_s = T.alloc_shared((NA, C, D), dtype)
         tab_s = T.alloc_shared((NA, GV_FWD_ROWS, C), acc)
         v_s = T.alloc_shared((NB, C, DV), dtype)
         au_s = T.alloc_shared((NB, C, C), dtype)
         aw_s = T.alloc_shared((NB, C, C), dtype)
-        # WG1 -> WG0, one buffer each (released together by uempty after the v~ GEMM)
-        u_s = T.alloc_shared((C, DV + 4), acc)      # u~ [t][c], fp32 (see state_pass)
+        # WG1 -> WG0: -w~, one buffer (released by uempty after the v~ GEMM)
         w_s = T.alloc_shared((C, D), dtype)         # -w~ [t][k]
-        # WG0 -> WG2, one buffer each: S^T at the chunk's start and v~^T
-        sb_s = T.alloc_shared((DV, D), dtype)       # S^T [c][k]
-        vn_s = T.alloc_shared((DV, C), dtype)       # v~^T [c][t]
+        # WG0 -> WG2: S^T at the chunk's start and v~^T, two buffers each (chunk parity), so
+        # that WG0 can run a chunk ahead of WG2 (with one, WG0 waited for WG2's previous Q S:
+        # the v12 timeline). Separate tiles, not a stage index: TileLang lowers a fragment copy
+        # to stmatrix only into a whole tile.
+        sb_s0 = T.alloc_shared((DV, D), dtype)      # S^T [c][k], even chunks
+        sb_s1 = T.alloc_shared((DV, D), dtype)      # odd chunks
+        vn_s0 = T.alloc_shared((DV, C), dtype)      # v~^T [c][t], even chunks
+        vn_s1 = T.alloc_shared((DV, C), dtype)
         o_s = T.alloc_shared((C, DV), dtype)
         fullA = T.alloc_barrier(arrive_count=[128] * NA)
-        emptyA = T.alloc_barrier(arrive_count=[256] * NA)     # WG0 + WG1; WG2 refills
+        emptyA = T.alloc_barrier(arrive_count=[384] * NA)     # all three; WG2 refills
         fullB = T.alloc_barrier(arrive_count=[128] * NB)
-        emptyB = T.alloc_barrier(arrive_count=[128] * NB)
-        pfull = T.alloc_barrier(arrive_count=[128])           # u~, -w~ written (WG1)
-        uempty = T.alloc_barrier(arrive_count=[128])          # u~, -w~ read (WG0)
-        sfull = T.alloc_barrier(arrive_count=[128])           # S^T written (WG0)
-        sempty = T.alloc_barrier(arrive_count=[128])          # S^T read (WG2)
-        vfull = T.alloc_barrier(arrive_count=[128])           # v~^T written (WG0)
-        vempty = T.alloc_barrier(arrive_count=[128])          # v~^T read (WG2)
+        emptyB = T.alloc_barrier(arrive_count=[128] * NB)     # WG1 (Aw); WG0 (v, Au) refills
+        pfull = T.alloc_barrier(arrive_count=[128])           # -w~ written (WG1)
+        uempty = T.alloc_barrier(arrive_count=[128])          # -w~ read (WG0)
+        sfull = T.alloc_barrier(arrive_count=[128, 128])      # S^T written (WG0), per parity
+        sempty = T.alloc_barrier(arrive_count=[128, 128])     # S^T read (WG2)
+        vfull = T.alloc_barrier(arrive_count=[128, 128])      # v~^T written (WG0)
+        vempty = T.alloc_barrier(arrive_count=[128, 128])     # v~^T read (WG2)
 
         if n >= 0:
             if tx < 128:
@@ -669,7 +676,6 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                 S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
                 S_bf = T.alloc_fragment((DV, D), dtype)
                 vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
-                ut = T.alloc_fragment((DV, C), acc)
                 vn_bf = T.alloc_fragment((DV, C), dtype)
                 vnd_bf = T.alloc_fragment((DV, C), dtype)
                 dec_f = T.alloc_fragment((C,), acc)
@@ -685,30 +691,46 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                 for i in T.serial(nch):
                     sa = i % NA
                     pa = (i // NA) % 2
+                    sb = i % NB
+                    pb = (i // NB) % 2
+                    st = i % 2                              # S^T / v~^T buffer
+                    ps = (i // 2) % 2
                     if timeline:
                         if tx == 0:
                             _stamp(ht, bx, hv, i, 0, t_start)
+                    # u~^T = V^T Au^T straight into the v~ accumulator (fp32, no hand-off):
+                    # it needs no state, so it is issued before the wait for WG1's -w~
+                    T.barrier_wait(fullB[sb], pb)
+                    T.wgmma_gemm(v_s[sb, :, :], au_s[sb, :, :], vacc, transpose_A=True, transpose_B=True,
+                                 clear_accum=True)
                     T.copy(S, S_bf)
                     T.barrier_wait(pfull[0], i % 2)
                     T.barrier_wait(fullA[sa], pa)
                     if timeline:
                         if tx == 0:
                             _stamp(ht, bx, hv, i, 1, t_start)
-                    T.wgmma_gemm(S_bf, w_s, vacc, transpose_B=True, clear_accum=True)
+                    T.wgmma_gemm(S_bf, w_s, vacc, transpose_B=True)
+                    T.wait_wgmma(1)                         # the u~ GEMM: v, Au read
+                    # ring B: chunk i + NB into this stage once WG1 has read its Aw (WG1 runs
+                    # ahead), issued under the v~ GEMM. WG0 is the stage's last reader; when WG1
+                    # refilled it, the load for its next chunk left one chunk before it was
+                    # needed and WG1 waited on fullB (ncu: a third of its samples)
+                    if i + NB < nch:
+                        T.barrier_wait(emptyB[sb], pb)
+                        _load_ring_b(v, wy, v_s, au_s, aw_s, fullB, sb, i + NB, tok0, gch0, hv, c0)
                     # S^T of the chunk's start for WG2's o = Q S, under the v~ GEMM (both
-                    # only read S_bf), once WG2 has read the previous one
-                    if i >= 1:
-                        T.barrier_wait(sempty[0], (i - 1) % 2)
-                    T.copy(S_bf, sb_s)
+                    # only read S_bf), once WG2 has read chunk i - 2's from this buffer
+                    if i >= 2:
+                        T.barrier_wait(sempty[st], (ps + 1) % 2)
+                    if st == 0:
+                        T.copy(S_bf, sb_s0)
+                    else:
+                        T.copy(S_bf, sb_s1)
                     T.fence_proxy_async()
-                    T.barrier_arrive(sfull[0])
-                    for c, t in T.Parallel(DV, C):
-                        ut[c, t] = u_s[t, c]
+                    T.barrier_arrive(sfull[st])
                     T.copy(tab_s[sa, GV_DEC, :], dec_f)
                     egl[0] = tab_s[sa, GV_MISC, 0]
                     T.wait_wgmma(0)
-                    for c, t in T.Parallel(DV, C):
-                        vacc[c, t] = vacc[c, t] + ut[c, t]
                     T.barrier_arrive(uempty[0])
                     if timeline:
                         if tx == 0:
@@ -721,11 +743,14 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     # v~^T for WG2's P~ v~, under the update GEMM
                     for c, t in T.Parallel(DV, C):
                         vn_bf[c, t] = vacc[c, t]
-                    if i >= 1:
-                        T.barrier_wait(vempty[0], (i - 1) % 2)
-                    T.copy(vn_bf, vn_s)
+                    if i >= 2:
+                        T.barrier_wait(vempty[st], (ps + 1) % 2)
+                    if st == 0:
+                        T.copy(vn_bf, vn_s0)
+                    else:
+                        T.copy(vn_bf, vn_s1)
                     T.fence_proxy_async()
-                    T.barrier_arrive(vfull[0])
+                    T.barrier_arrive(vfull[st])
                     T.wait_wgmma(0)
                     T.barrier_arrive(emptyA[sa])
                     if timeline:
@@ -736,9 +761,8 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                         ht[n, hv, kk, c0 + c] = S[c, kk]
 
             elif tx < 256:
-                # ---------- WG1: prep (u~, -w~, a chunk ahead) and the first loads ----------
+                # ---------- WG1: prep (-w~, a chunk ahead), ring B and the first loads ----------
                 T.set_max_nreg(REG_PREP, 0)
-                uacc = T.alloc_fragment((C, DV), acc)
                 wacc = T.alloc_fragment((C, D), acc)
                 for j in T.serial(T.min(nch, NA)):
                     _load_ring_a(q, k, gvec, q_s, k_s, tab_s, fullA, j, j, tok0, gch0, hk, hv)
@@ -754,27 +778,21 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                             _stamp(ht, bx, hv, i, 16, t_start)
                     T.barrier_wait(fullB[sb], pb)
                     T.barrier_wait(fullA[sa], pa)
-                    T.wgmma_gemm(au_s[sb, :, :], v_s[sb, :, :], uacc, clear_accum=True)
                     T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
                     if timeline:
                         if tx == 128:
                             _stamp(ht, bx, hv, i, 18, t_start)
-                    T.wait_wgmma(1)
-                    if i >= 1:
-                        T.barrier_wait(uempty[0], (i - 1) % 2)
-                    T.copy(uacc, u_s[:, 0:DV])
                     T.wait_wgmma(0)
                     T.barrier_arrive(emptyA[sa])
                     T.barrier_arrive(emptyB[sb])
+                    if i >= 1:
+                        T.barrier_wait(uempty[0], (i - 1) % 2)
                     T.copy(wacc, w_s)
                     T.fence_proxy_async()
                     T.barrier_arrive(pfull[0])
                     if timeline:
                         if tx == 128:
                             _stamp(ht, bx, hv, i, 19, t_start)
-                    if i + NB < nch:
-                        T.barrier_wait(emptyB[sb], pb)
-                        _load_ring_b(v, wy, v_s, au_s, aw_s, fullB, sb, i + NB, tok0, gch0, hv, c0)
                     if timeline:
                         if tx == 128:
                             _stamp(ht, bx, hv, i, 20, t_start)
@@ -795,6 +813,8 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                 for i in T.serial(nch):
                     sa = i % NA
                     pa = (i // NA) % 2
+                    st = i % 2
+                    ps = (i // 2) % 2
                     t0 = tok0 + i * C
                     nvalid = T.min(eos - t0, C)
                     if timeline:
@@ -809,8 +829,11 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     if not rank1:
                         T.copy(tab_s[sa, GV_GC, :], gr_f)
                         T.copy(tab_s[sa, GV_GC, :], gcol_f)
-                    T.barrier_wait(sfull[0], i % 2)
-                    T.wgmma_gemm(q_s[sa, :, :], sb_s, oacc, transpose_B=True, clear_accum=True)
+                    T.barrier_wait(sfull[st], ps)
+                    if st == 0:
+                        T.wgmma_gemm(q_s[sa, :, :], sb_s0, oacc, transpose_B=True, clear_accum=True)
+                    else:
+                        T.wgmma_gemm(q_s[sa, :, :], sb_s1, oacc, transpose_B=True, clear_accum=True)
                     T.wait_wgmma(1)
                     if rank1:
                         for t, s in T.Parallel(C, C):
@@ -820,14 +843,24 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                             p_bf[t, s] = T.if_then_else(
                                 s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
                     T.wait_wgmma(0)
-                    T.barrier_arrive(sempty[0])           # S^T read: WG0 may write the next
+                    T.barrier_arrive(sempty[st])          # S^T read: WG0 may write chunk i + 2's
+                    # ring A: WG2 is done with the stage (Q K^T, Q S complete, its gate rows in
+                    # registers): chunk i + NA into it once WG0 and WG1 are done too (they run
+                    # ahead). Here, not after the o store: ~1.3k cycles more lead for WG1
+                    T.barrier_arrive(emptyA[sa])
+                    if i + NA < nch:
+                        T.barrier_wait(emptyA[sa], pa)
+                        _load_ring_a(q, k, gvec, q_s, k_s, tab_s, fullA, sa, i + NA, tok0, gch0, hk, hv)
                     if timeline:
                         if tx == 256:
                             _stamp(ht, bx, hv, i, 25, t_start)
-                    T.barrier_wait(vfull[0], i % 2)
-                    T.wgmma_gemm(p_bf, vn_s, oacc2, transpose_B=True, clear_accum=True)
+                    T.barrier_wait(vfull[st], ps)
+                    if st == 0:
+                        T.wgmma_gemm(p_bf, vn_s0, oacc2, transpose_B=True, clear_accum=True)
+                    else:
+                        T.wgmma_gemm(p_bf, vn_s1, oacc2, transpose_B=True, clear_accum=True)
                     T.wait_wgmma(0)
-                    T.barrier_arrive(vempty[0])
+                    T.barrier_arrive(vempty[st])
                     if timeline:
                         if tx == 256:
                             _stamp(ht, bx, hv, i, 26, t_start)
@@ -845,12 +878,6 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                         for t, c in T.Parallel(C, DV):
                             if t < nvalid:
                                 o[t0 + t, hv, c0 + c] = oacc[t, c]
-                    # ring A: chunk i + NA into this stage once WG0 and WG1 are done with it
-                    # (WG2 reads it last; after the o store, so that WG0's update GEMM, the
-                    # stage's last use there, has long finished)
-                    if i + NA < nch:
-                        T.barrier_wait(emptyA[sa], pa)
-                        _load_ring_a(q, k, gvec, q_s, k_s, tab_s, fullA, sa, i + NA, tok0, gch0, hk, hv)
                     if timeline:
                         if tx == 256:
                             _stamp(ht, bx, hv, i, 27, t_start)
@@ -861,7 +888,7 @@ def variants():
     """The two-warpgroup inference kernel (v11, `fused_fwd`: FLASHGDN_FUSED_FWD_3WG=0), the
     backward's state pass (`fused_fwd_states`, no o), the state pass that forms o too
     (`fused_fwd_o_states`, for C API callers that want both), pass 1 of the exact CP correction
-    (`cp_summary`) and the three-warpgroup inference kernel (`fused_fwd3`, v12, the default), per
+    (`cp_summary`) and the three-warpgroup inference kernel (`fused_fwd3`, v13, the default), per
     input dtype."""
     return [(variant_symbol(name, dt, "float32"),
              dict(dtype=dt, states=states, outputs=outputs, summary=summ, three_wg=wg3))

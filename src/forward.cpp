@@ -35,9 +35,9 @@ const FwdKernel kFwd[3][2] = {
      {fgdn_fused_fwd_o_states_fp16_bfp32_launch, fgdn_fused_fwd_o_states_fp16_bfp32_last_error, "fused_fwd_o_states fp16"}},
 };
 
-// fused_fwd v12 (three warpgroups; kernels_tl/fused_fwd.py): the inference kernel (mode 0) since
-// 2026-12-07 - it passed the forward suite on an H100 and measured 1-3% faster than v11
-// (docs/perf-notes.md). FLASHGDN_FUSED_FWD_3WG=0 in the environment (read once per process) selects
+// fused_fwd3 (three warpgroups, v13 since 2026-12-08; kernels_tl/fused_fwd.py): the inference
+// kernel (mode 0) since 2026-12-07 - it passes the forward suite on an H100 and measures faster than
+// v11 (docs/perf-notes.md). FLASHGDN_FUSED_FWD_3WG=0 in the environment (read once per process) selects
 // v11, the two-warpgroup kernel the other modes use, e.g. to bisect a suspected kernel fault.
 const FwdKernel kFwd3[2] = {
     {fgdn_fused_fwd3_bf16_bfp32_launch, fgdn_fused_fwd3_bf16_bfp32_last_error, "fused_fwd3 bf16"},

@@ -1,4 +1,4 @@
-"""The inference kernel switch. The forward launches the three-warpgroup kernel (fused_fwd v12,
+"""The inference kernel switch. The forward launches the three-warpgroup kernel (fused_fwd3, v13,
 `fgdn_fused_fwd3_*`) unless FLASHGDN_FUSED_FWD_3WG=0 is set (read once per process), which selects
 the two-warpgroup v11 kernel (`fgdn_fused_fwd_*`) instead. The main suite covers the default; here
 each setting must select its kernel, and the forward suite runs again through v11 in a child

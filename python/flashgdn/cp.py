@@ -21,9 +21,10 @@ import math
 
 import torch
 
-# Set when CP landed (d14ac13) for the two-warpgroup fused_fwd of the time. Refit for fused_fwd v12
-# on an H100 (2026-12-07, benchmarks/fit_cp_model.py): 1.68 / 1.66 / 5.8, which picks the same split
-# as these on all seven shapes - each the best measured - so these stay (docs/perf-notes.md).
+# Set when CP landed (d14ac13) for the two-warpgroup fused_fwd of the time. Refit on an H100
+# (benchmarks/fit_cp_model.py) for fused_fwd v12 (2026-12-07: 1.68 / 1.66 / 5.8) and v13 (2026-12-08:
+# 1.55 / -7.7 / 21, an ill-conditioned fit): both pick the same split as these on all seven shapes,
+# the best measured one or within 1% of it, so these stay (docs/perf-notes.md).
 CHUNK_US = 1.9          # one 64-token chunk of one CTA
 WARMUP_CHUNKS = 2.0     # expected warm-up chunks before a segment (decaying gates)
 SEGMENT_US = 0.5        # fixed cost of a segment (look-back, prologue, tail)

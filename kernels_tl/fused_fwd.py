@@ -96,8 +96,8 @@ NAME = "fused_fwd"
 DTYPES = ("bfloat16", "float16")
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: True}
 LOG2E = 1.4426950408889634
-NA = 3         # ring A (q, k: read by both warpgroups) depth
-NB = 2         # ring B (v, L, gate table: read by prep only) depth
+NA = 3         # ring A depth (q, k; in fused_fwd3 also the gate rows)
+NB = 2         # ring B depth (v, Au, Aw; in the two-warpgroup kernels also the gate rows)
 REG_STATE, REG_PREP, REG_OUT = 224, 128, 152   # setmaxnreg of the inference kernel's warpgroups (sum <= 3 x 168)
 OUT_BARRIER_ID = 7   # named barrier of WG2's o tile (TileLang's partial syncs take lower ids)
 # setmaxnreg moves registers inside the CTA's pool of 3 x 168 (384 threads at launch): an increase
@@ -640,7 +640,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
         hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
 
         # ring A (q, k, gate table: read by all three warpgroups, refilled by WG2, the last
-        # reader); ring B (v, Au: read by WG0; Aw: by WG1; refilled by WG1)
+        # reader, after its Q S); ring B (v, Au: read by WG0, which refills it; Aw: by WG1)
         q_s = T.alloc_shared((NA, C, D), dtype)
         k_s = T.alloc_shared((NA, C, D), dtype)
         tab_s = T.alloc_shared((NA, GV_FWD_ROWS, C), acc)
@@ -761,7 +761,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                         ht[n, hv, kk, c0 + c] = S[c, kk]
 
             elif tx < 256:
-                # ---------- WG1: prep (-w~, a chunk ahead), ring B and the first loads ----------
+                # ---------- WG1: prep (-w~, a chunk ahead) and the first loads of both rings ----------
                 T.set_max_nreg(REG_PREP, 0)
                 wacc = T.alloc_fragment((C, D), acc)
                 for j in T.serial(T.min(nch, NA)):

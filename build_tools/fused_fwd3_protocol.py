@@ -95,9 +95,7 @@ def run(nch, seed):
             raise RuntimeError(f"deadlock nch={nch} seed={seed} at {[progs[w][pc[w]] if pc[w] < len(progs[w]) else None for w in range(3)]}")
         w = rnd.choices(ready, weights=[wts[x] for x in ready])[0]
         op = progs[w][pc[w]]; pc[w] += 1
-        if op[0] == "wait":
-            pass
-        elif op[0] == "arrive":
+        if op[0] == "arrive":
             bars[op[1]].arrive()
         elif op[0] == "w":
             buf, c = op[1], op[2]

@@ -608,6 +608,33 @@ def _load_ring_b(v, wy, v_s, au_s, aw_s, full, stage, j, tok0, gch0, hv, c0):
 
 
 @T.macro
+def _hand_off(frag, tile0, tile1, full, empty, i):
+    """Three-warpgroup pass: WG0 hands chunk i's fragment (S^T or v~^T) to WG2 through the tile of
+    i's parity, once WG2 has read chunk i - 2's from it. Two tiles, not one with a stage index:
+    TileLang lowers a fragment-to-shared copy to stmatrix only into a whole tile."""
+    st = i % 2
+    if i >= 2:
+        T.barrier_wait(empty[st], ((i // 2) % 2 + 1) % 2)
+    if st == 0:
+        T.copy(frag, tile0)
+    else:
+        T.copy(frag, tile1)
+    T.fence_proxy_async()
+    T.barrier_arrive(full[st])
+
+
+@T.macro
+def _gemm_handed(a, tile0, tile1, acc, full, i):
+    """Three-warpgroup pass: WG2's GEMM acc = a tile^T on the tile WG0 handed over for chunk i."""
+    st = i % 2
+    T.barrier_wait(full[st], (i // 2) % 2)
+    if st == 0:
+        T.wgmma_gemm(a, tile0, acc, transpose_B=True, clear_accum=True)
+    else:
+        T.wgmma_gemm(a, tile1, acc, transpose_B=True, clear_accum=True)
+
+
+@T.macro
 def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
                     o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol,
                     exact_cp):
@@ -651,8 +678,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
         w_s = T.alloc_shared((C, D), dtype)         # -w~ [t][k]
         # WG0 -> WG2: S^T at the chunk's start and v~^T, two buffers each (chunk parity), so
         # that WG0 can run a chunk ahead of WG2 (with one, WG0 waited for WG2's previous Q S:
-        # the v12 timeline). Separate tiles, not a stage index: TileLang lowers a fragment copy
-        # to stmatrix only into a whole tile.
+        # the v12 timeline). Separate tiles, not a stage index: see _hand_off.
         sb_s0 = T.alloc_shared((DV, D), dtype)      # S^T [c][k], even chunks
         sb_s1 = T.alloc_shared((DV, D), dtype)      # odd chunks
         vn_s0 = T.alloc_shared((DV, C), dtype)      # v~^T [c][t], even chunks
@@ -693,8 +719,6 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     pa = (i // NA) % 2
                     sb = i % NB
                     pb = (i // NB) % 2
-                    st = i % 2                              # S^T / v~^T buffer
-                    ps = (i // 2) % 2
                     if timeline:
                         if tx == 0:
                             _stamp(ht, bx, hv, i, 0, t_start)
@@ -719,15 +743,8 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                         T.barrier_wait(emptyB[sb], pb)
                         _load_ring_b(v, wy, v_s, au_s, aw_s, fullB, sb, i + NB, tok0, gch0, hv, c0)
                     # S^T of the chunk's start for WG2's o = Q S, under the v~ GEMM (both
-                    # only read S_bf), once WG2 has read chunk i - 2's from this buffer
-                    if i >= 2:
-                        T.barrier_wait(sempty[st], (ps + 1) % 2)
-                    if st == 0:
-                        T.copy(S_bf, sb_s0)
-                    else:
-                        T.copy(S_bf, sb_s1)
-                    T.fence_proxy_async()
-                    T.barrier_arrive(sfull[st])
+                    # only read S_bf)
+                    _hand_off(S_bf, sb_s0, sb_s1, sfull, sempty, i)
                     T.copy(tab_s[sa, GV_DEC, :], dec_f)
                     egl[0] = tab_s[sa, GV_MISC, 0]
                     T.wait_wgmma(0)
@@ -743,14 +760,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     # v~^T for WG2's P~ v~, under the update GEMM
                     for c, t in T.Parallel(DV, C):
                         vn_bf[c, t] = vacc[c, t]
-                    if i >= 2:
-                        T.barrier_wait(vempty[st], (ps + 1) % 2)
-                    if st == 0:
-                        T.copy(vn_bf, vn_s0)
-                    else:
-                        T.copy(vn_bf, vn_s1)
-                    T.fence_proxy_async()
-                    T.barrier_arrive(vfull[st])
+                    _hand_off(vn_bf, vn_s0, vn_s1, vfull, vempty, i)
                     T.wait_wgmma(0)
                     T.barrier_arrive(emptyA[sa])
                     if timeline:
@@ -813,8 +823,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                 for i in T.serial(nch):
                     sa = i % NA
                     pa = (i // NA) % 2
-                    st = i % 2
-                    ps = (i // 2) % 2
+                    st = i % 2                              # S^T / v~^T buffer
                     t0 = tok0 + i * C
                     nvalid = T.min(eos - t0, C)
                     if timeline:
@@ -829,11 +838,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     if not rank1:
                         T.copy(tab_s[sa, GV_GC, :], gr_f)
                         T.copy(tab_s[sa, GV_GC, :], gcol_f)
-                    T.barrier_wait(sfull[st], ps)
-                    if st == 0:
-                        T.wgmma_gemm(q_s[sa, :, :], sb_s0, oacc, transpose_B=True, clear_accum=True)
-                    else:
-                        T.wgmma_gemm(q_s[sa, :, :], sb_s1, oacc, transpose_B=True, clear_accum=True)
+                    _gemm_handed(q_s[sa, :, :], sb_s0, sb_s1, oacc, sfull, i)
                     T.wait_wgmma(1)
                     if rank1:
                         for t, s in T.Parallel(C, C):
@@ -854,11 +859,7 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     if timeline:
                         if tx == 256:
                             _stamp(ht, bx, hv, i, 25, t_start)
-                    T.barrier_wait(vfull[st], ps)
-                    if st == 0:
-                        T.wgmma_gemm(p_bf, vn_s0, oacc2, transpose_B=True, clear_accum=True)
-                    else:
-                        T.wgmma_gemm(p_bf, vn_s1, oacc2, transpose_B=True, clear_accum=True)
+                    _gemm_handed(p_bf, vn_s0, vn_s1, oacc2, vfull, i)
                     T.wait_wgmma(0)
                     T.barrier_arrive(vempty[st])
                     if timeline:

@@ -23,7 +23,7 @@ with profile(activities=[ProfilerActivity.CUDA]) as prof:
 names = [e.key for e in prof.key_averages() if "fused_fwd" in e.key]
 print("KERNELS", names)
 assert len(names) == 1, names
-print("V12" if "fused_fwd3" in names[0] else "V11")
+print("3WG" if "fused_fwd3" in names[0] else "2WG")
 """
 
 
@@ -36,7 +36,7 @@ def _env(setting):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("setting, expected", [(None, "V12"), ("1", "V12"), ("0", "V11")])
+@pytest.mark.parametrize("setting, expected", [(None, "3WG"), ("1", "3WG"), ("0", "2WG")])
 def test_switch_selects_the_inference_kernel(setting, expected):
     r = subprocess.run([sys.executable, "-c", PROBE], env=_env(setting), capture_output=True, text=True,
                        timeout=300)

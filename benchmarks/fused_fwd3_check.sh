@@ -11,10 +11,11 @@
 # (optional: an older wheel) joins step 2.
 #   1. tests/test_gpu_fused_fwd3.py: each switch setting selects its kernel; the forward suite through v11
 #   2. benchmarks/fwd_kernels.py with the switch off / on (tags new_3wg0 / new_3wg1; AB_NEW picks
-#      the settings, default "0 1") and the base wheel (tag base_3wgN, N = BASE_3WG, default 0),
-#      alternated twice
-#   3. the fused_fwd3 timeline at (1,8k,16,64)
-#   4. bench_fwd.py --libs flashgdn,flashqla --check, switch on, then off
+#      the settings, default "0 1"; "v14" in it runs FLASHGDN_FUSED_FWD_V14=1, tag new_v14) and the
+#      base wheel (tag base_3wgN, N = BASE_3WG, default 0), alternated twice
+#   3. the fused_fwd3 timeline at (1,8k,16,64) (and fused_fwd_v14's when BUNDLE/dbg14.so exists)
+#   4. bench_fwd.py --libs flashgdn,flashqla --check, switch on, then off (SBS picks the settings,
+#      default "1 0"; "v14" as in AB_NEW)
 #   5. the rest of the GPU suite
 #   6. bench_fwdbwd.py --libs flashgdn, switch on, then off
 #   7. benchmarks/fit_cp_model.py with the switch on (the CP cost model refit for fused_fwd3)
@@ -51,7 +52,11 @@ fi
 if want ab; then
 for round in 1 2; do
   for s in ${AB_NEW:-0 1}; do
-    FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/fwd_kernels.py new_3wg$s 2>&1 | tail -4
+    if [ "$s" = v14 ]; then
+      FLASHGDN_FUSED_FWD_V14=1 timeout 60 python3 benchmarks/fwd_kernels.py new_v14 2>&1 | tail -4
+    else
+      FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/fwd_kernels.py new_3wg$s 2>&1 | tail -4
+    fi
   done
   if [ -d "$bundle/wheel_base" ]; then
     FLASHGDN_FUSED_FWD_3WG=${BASE_3WG:-0} PYTHONPATH=$base timeout 60 python3 benchmarks/fwd_kernels.py \
@@ -61,14 +66,24 @@ done
 stamp "A/B"
 fi
 if want timeline && [ -f "$bundle/dbg3.so" ]; then
+  echo "timeline fused_fwd3 (v13)"
   timeout 40 python3 benchmarks/timeline.py "$bundle/dbg3.so" dbg3 1 8192 16 64 2>&1 | tail -6
+  if [ -f "$bundle/dbg14.so" ]; then
+    echo "timeline fused_fwd_v14"
+    timeout 40 python3 benchmarks/timeline.py "$bundle/dbg14.so" dbg14 1 8192 16 64 2>&1 | tail -6
+  fi
   stamp "timeline"
 fi
 if want sidebyside && [ -f "$bundle/anch.tar.xz" ]; then
   wait; grep -h "^warm" /tmp/warm*.log
-  for s in 1 0; do
-    FLASHGDN_FUSED_FWD_3WG=$s PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
-      --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_3wg$s.json" 2>&1 | tail -6
+  for s in ${SBS:-1 0}; do
+    if [ "$s" = v14 ]; then
+      FLASHGDN_FUSED_FWD_V14=1 PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
+        --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_v14.json" 2>&1 | tail -6
+    else
+      FLASHGDN_FUSED_FWD_3WG=$s PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
+        --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_3wg$s.json" 2>&1 | tail -6
+    fi
   done
   stamp "side by side"
 fi

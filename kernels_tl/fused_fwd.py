@@ -1,6 +1,35 @@
 """fused_fwd: the gated-delta-rule forward over the chunks of one segment, one CTA per
 (segment, value head, half of V).
 
+v14 (`fused_fwd_v14`, `build(v14=True)`; opt-in with FLASHGDN_FUSED_FWD_V14=1 until it is tested and
+timed on the device - written 2026-12-08 when no device could be had; docs/perf-notes.md): the
+inference kernel on two warpgroups, 256 threads, no setmaxnreg (up to 255 registers each); v13's
+prep warpgroup and its -w~ tile are gone:
+
+  ring A (q, k [64,128], gate table [9,64]; 3 deep; read by both warpgroups, refilled by WG2, the
+  last reader, as soon as its Q S is done); ring B (v [64,64], Au [64,64]; 2 deep; read by WG0
+  alone, which refills the stage under its update GEMM); WG0 also issues both rings' first loads
+  WG0 state (S^T [64 V][128 K] fp32 in registers), the recurrence:
+                            v~^T = V^T Au^T (SS m64n64k64, issued first: it needs no state)
+                                   + ((S^T K^T) diag(f)) Au^T  (RS m64n64k128, the product's
+                                   columns scaled by f = cw / cu and rounded in registers, then
+                                   RS m64n64k64, same accumulator) - i.e. S^T (-w~)^T with
+                                   -w~ = Aw K = Au diag(f) K never formed, and no Aw tile
+                            S^T = exp(gc_last) S^T + (v~^T diag(dec)) K    RS m64n128k64
+                            hands S^T (chunk start, bf16, under the S^T K^T GEMM) and v~^T (under
+                            the update GEMM) to WG2 through two tiles each, by chunk parity (stmatrix)
+  WG2 output (threads 128-255; named WG2 since v12):
+                            Q K^T (SS m64n64k128, chunk i + 1's issued behind chunk i's P~ v~)
+                            -> P~ masked and scaled in registers (the A operand of the next
+                            GEMM), o = diag(og) Q S + P~ v~ (SS m64n64k128, RS m64n64k64),
+                            o [t][c] -> stmatrix -> TMA store
+  Barriers: fullA/emptyA (both release), fullB, and sfull/sempty, vfull/vempty (WG0 <-> WG2), one
+  pair per buffer; their hand model is build_tools/fused_fwd3_protocol.py. 195328 + 1024 bytes of
+  shared memory, 204 registers, no spills.
+  What it removes from v13 (below): WG0's ~670-cycle wait a chunk for WG1's -w~ (WG1 itself
+  waited for ring A, which WG2 refills 1.5 chunks behind WG0), a GEMM of 1 MF a chunk run in both
+  V halves' CTAs, the -w~ and Aw tiles (~48 KB of shared-memory traffic a chunk, 8 KB of TMA).
+
 v13 (`fused_fwd3`, `build(three_wg=True)`; the library's inference kernel, FLASHGDN_FUSED_FWD_3WG=0
 selects v11): the inference kernel (o and the final state) on three warpgroups, 384 threads,
 setmaxnreg 224 / 128 / 152 (the CTA's pool: 3 x 168):
@@ -90,7 +119,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, acc_transposed_layout, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
-from common import GV_ROWS, GV_FWD_ROWS, GV_WY_AU, GV_WY_AW, GV_DEC, GV_OG, GV_CP, GV_RP, GV_GC, GV_MISC
+from common import GV_ROWS, GV_FWD_ROWS, GV_WY_AU, GV_WY_AW, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
 DTYPES = ("bfloat16", "float16")
@@ -152,7 +181,7 @@ def _hoist_indices(ix, hk, chunk_base, c_begin, bos):
 
 
 def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool = False, timeline: bool = False,
-          three_wg: bool = False):
+          three_wg: bool = False, v14: bool = False):
     """One kernel per input dtype (beta is folded into chunk_prep's gate vectors, so its dtype
     does not matter here). states=True: the backward's state pass, which stores the state at
     every chunk's start into hsT (when store_states != 0); with outputs=False
@@ -167,8 +196,11 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
     at its phase boundaries into ht[0, 0, chunk, point] (run with store_final = 0; see
     benchmarks/timeline.py).
 
-    three_wg=True: the three-warpgroup inference kernel (v13, header), `fused_fwd3`."""
-    assert not three_wg or (outputs and not states and not summary), "three_wg: the inference kernel only"
+    three_wg=True: the three-warpgroup inference kernel (v13, header), `fused_fwd3`.
+    v14=True: the two-warpgroup inference kernel v14 (header), `fused_fwd_v14` (opt-in until it
+    is measured on the device: FLASHGDN_FUSED_FWD_V14=1)."""
+    assert not (three_wg or v14) or (outputs and not states and not summary), "three_wg / v14: the inference kernel only"
+    assert not (three_wg and v14), "three_wg and v14 are two different kernels"
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")
@@ -574,7 +606,11 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
         # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
-        if three_wg:
+        if v14:
+            _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets,
+                                seg_offsets, o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0,
+                                store_final, cp_log_tol, exact_cp)
+        elif three_wg:
             _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets,
                             seg_offsets, o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0,
                             store_final, cp_log_tol, exact_cp)
@@ -604,6 +640,16 @@ def _load_ring_b(v, wy, v_s, au_s, aw_s, full, stage, j, tok0, gch0, hv, c0):
     T.tma_copy(v[tok0 + j * CHUNK:tok0 + j * CHUNK + CHUNK, hv, c0:c0 + DV], v_s[stage, :, :], barrier=full[stage])
     T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + CHUNK, 0:CHUNK], au_s[stage, :, :], barrier=full[stage])
     T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + CHUNK, 0:CHUNK], aw_s[stage, :, :], barrier=full[stage])
+    T.barrier_arrive(full[stage])
+
+
+@T.macro
+def _load_ring_b_au(v, wy, v_s, au_s, full, stage, j, tok0, gch0, hv, c0):
+    """Inference pass (fused_fwd3): chunk j's v (this CTA's V half) and gated WY tile Au into ring
+    B's stage (TMA), then the issuing warpgroup's arrival."""
+    DV = HEAD_DIM // 2
+    T.tma_copy(v[tok0 + j * CHUNK:tok0 + j * CHUNK + CHUNK, hv, c0:c0 + DV], v_s[stage, :, :], barrier=full[stage])
+    T.tma_copy(wy[gch0 + j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + CHUNK, 0:CHUNK], au_s[stage, :, :], barrier=full[stage])
     T.barrier_arrive(full[stage])
 
 
@@ -885,16 +931,252 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                 T.tma_store_wait()
 
 
+@T.macro
+def _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
+                    o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol,
+                    exact_cp):
+    """The inference kernel's body on two warpgroups (v14, header; `build(three_wg=True)`):
+    o and the final state, no per-chunk states."""
+    C = CHUNK
+    D = HEAD_DIM
+    DV = HEAD_DIM // 2
+    acc = "float32"
+    with T.Kernel(2 * num_segs, HV, threads=256) as (bx, hv):
+        pdl_wait()
+        vh = bx % 2
+        seg = bx // 2
+        tx = T.get_thread_binding()
+        t_start = T.alloc_local((1,), "int64")
+        if timeline:
+            t_start[0] = T.call_extern("int64", "clock64")
+        loc = T.alloc_local((6,), "int32")
+        n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
+                                                                     cu_seqlens, chunk_offsets, seg_offsets, loc)
+        hk = hv // (HV // H)
+        c0 = vh * DV
+        wu_s = T.alloc_shared((2, 64), acc)
+        wres = T.alloc_shared((1,), "int32")
+        wv = T.alloc_local((8,), acc)
+        ix = T.alloc_local((4,), "int32")
+        _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
+        c_begin = ix[3]
+        nch = T.max(c_end - c_begin, 0)
+        hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
+
+        # ring A (q, k, gate table: read by both warpgroups, refilled by the output warpgroup, the
+        # last reader, after its Q S); ring B (v, Au: read and refilled by WG0 alone)
+        q_s = T.alloc_shared((NA, C, D), dtype)
+        k_s = T.alloc_shared((NA, C, D), dtype)
+        tab_s = T.alloc_shared((NA, GV_FWD_ROWS, C), acc)
+        v_s = T.alloc_shared((NB, C, DV), dtype)
+        au_s = T.alloc_shared((NB, C, C), dtype)
+        # WG0 -> WG2: S^T at the chunk's start and v~^T, two buffers each (chunk parity), so
+        # that WG0 can run a chunk ahead of WG2 (with one, WG0 waited for WG2's previous Q S:
+        # the v12 timeline). Separate tiles, not a stage index: see _hand_off.
+        sb_s0 = T.alloc_shared((DV, D), dtype)      # S^T [c][k], even chunks
+        sb_s1 = T.alloc_shared((DV, D), dtype)      # odd chunks
+        vn_s0 = T.alloc_shared((DV, C), dtype)      # v~^T [c][t], even chunks
+        vn_s1 = T.alloc_shared((DV, C), dtype)
+        o_s = T.alloc_shared((C, DV), dtype)
+        fullA = T.alloc_barrier(arrive_count=[128] * NA)
+        emptyA = T.alloc_barrier(arrive_count=[256] * NA)     # both; WG2 refills
+        fullB = T.alloc_barrier(arrive_count=[128] * NB)
+        sfull = T.alloc_barrier(arrive_count=[128, 128])      # S^T written (WG0), per parity
+        sempty = T.alloc_barrier(arrive_count=[128, 128])     # S^T read (WG2)
+        vfull = T.alloc_barrier(arrive_count=[128, 128])      # v~^T written (WG0)
+        vempty = T.alloc_barrier(arrive_count=[128, 128])     # v~^T read (WG2)
+
+        if n >= 0:
+            if tx < 128:
+                # ------------------------------ WG0: state ------------------------------
+                S = T.alloc_fragment((DV, D), acc)          # S^T [c][k]
+                S_bf = T.alloc_fragment((DV, D), dtype)
+                vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
+                yacc = T.alloc_fragment((DV, C), acc)       # Y = S^T K^T [c][s]
+                y_bf = T.alloc_fragment((DV, C), dtype)
+                cu_f = T.alloc_fragment((C,), acc)
+                cw_f = T.alloc_fragment((C,), acc)
+                vn_bf = T.alloc_fragment((DV, C), dtype)
+                vnd_bf = T.alloc_fragment((DV, C), dtype)
+                dec_f = T.alloc_fragment((C,), acc)
+                egl = T.alloc_local((1,), acc)
+                # the first stages of both rings, before the initial state's global loads
+                for j in T.serial(T.min(nch, NA)):
+                    _load_ring_a(q, k, gvec, q_s, k_s, tab_s, fullA, j, j, tok0, gch0, hk, hv)
+                for j in T.serial(T.min(nch, NB)):
+                    _load_ring_b_au(v, wy, v_s, au_s, fullB, j, j, tok0, gch0, hv, c0)
+                if has_h0 != 0 and c_begin == 0:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = h0[n, hv, kk, c0 + c]
+                elif exact_cp != 0 and c_out > 0 and c_begin == c_out:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = seg_states[seg, hv, kk, c0 + c]
+                else:
+                    T.clear(S)
+                for i in T.serial(nch):
+                    sa = i % NA
+                    pa = (i // NA) % 2
+                    sb = i % NB
+                    pb = (i // NB) % 2
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 0, t_start)
+                    # u~^T = V^T Au^T straight into the v~ accumulator (it needs no state)
+                    T.barrier_wait(fullB[sb], pb)
+                    T.wgmma_gemm(v_s[sb, :, :], au_s[sb, :, :], vacc, transpose_A=True, transpose_B=True,
+                                 clear_accum=True)
+                    T.copy(S, S_bf)
+                    T.barrier_wait(fullA[sa], pa)
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 1, t_start)
+                    # v~^T += S^T (-w~)^T with -w~ = Aw K = Au diag(f) K, f = cw / cu, taken as
+                    # ((S^T K^T) diag(f)) Au^T: two GEMMs on this warpgroup's own operands (K
+                    # from ring A, Au from ring B) instead of a -w~ tile a prep warpgroup formed
+                    # a chunk ahead (v13: 16 KB written and read back a chunk, its barrier pair,
+                    # a GEMM of 1 MF run in both V halves, and an Aw tile). One rounding, where
+                    # -w~'s was (benchmarks/emulate_forward_roundings.py: errors as v13's or
+                    # lower); f = -exp(gc) rk makes the rounded operand the state times
+                    # normalised keys, bounded like the state (raw keys could pass fp16's range).
+                    T.wgmma_gemm(S_bf, k_s[sa, :, :], yacc, transpose_B=True, clear_accum=True)
+                    # S^T of the chunk's start for WG2's o = Q S, under the Y GEMM (both only
+                    # read S_bf)
+                    _hand_off(S_bf, sb_s0, sb_s1, sfull, sempty, i)
+                    T.copy(tab_s[sa, GV_DEC, :], dec_f)
+                    egl[0] = tab_s[sa, GV_MISC, 0]
+                    T.copy(tab_s[sa, GV_CU, :], cu_f)
+                    T.copy(tab_s[sa, GV_CW, :], cw_f)
+                    for s in T.Parallel(C):
+                        cw_f[s] = T.if_then_else(cu_f[s] != 0.0, cw_f[s] / cu_f[s], 0.0)
+                    T.wait_wgmma(0)
+                    for c, s in T.Parallel(DV, C):
+                        y_bf[c, s] = yacc[c, s] * cw_f[s]
+                    T.wgmma_gemm(y_bf, au_s[sb, :, :], vacc, transpose_B=True)
+                    T.wait_wgmma(0)
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 2, t_start)
+                    for c, t in T.Parallel(DV, C):
+                        vnd_bf[c, t] = vacc[c, t] * dec_f[t]
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = S[c, kk] * egl[0]
+                    T.wgmma_gemm(vnd_bf, k_s[sa, :, :], S)
+                    # v~^T for WG2's P~ v~, under the update GEMM
+                    for c, t in T.Parallel(DV, C):
+                        vn_bf[c, t] = vacc[c, t]
+                    _hand_off(vn_bf, vn_s0, vn_s1, vfull, vempty, i)
+                    # ring B: WG0 is the stage's only reader (its two Au GEMMs are complete):
+                    # chunk i + NB into it ~1.5 chunks before it is needed, under the update GEMM
+                    if i + NB < nch:
+                        _load_ring_b_au(v, wy, v_s, au_s, fullB, sb, i + NB, tok0, gch0, hv, c0)
+                    T.wait_wgmma(0)
+                    T.barrier_arrive(emptyA[sa])
+                    if timeline:
+                        if tx == 0:
+                            _stamp(ht, bx, hv, i, 3, t_start)
+                if store_final != 0 and c_end == nct:
+                    for c, kk in T.Parallel(DV, D):
+                        ht[n, hv, kk, c0 + c] = S[c, kk]
+
+            else:
+                # ---------- WG2: output (P~ in registers, o = Q S + P~ v~, o store) ----------
+                pacc = T.alloc_fragment((C, C), acc)        # (Q K^T) [t][s]
+                p_bf = T.alloc_fragment((C, C), dtype)      # P~ [t][s], the A operand
+                oacc = T.alloc_fragment((C, DV), acc)       # o [t][c]: Q S part
+                oacc2 = T.alloc_fragment((C, DV), acc)      # o: P~ v~ part
+                o_bf = T.alloc_fragment((C, DV), dtype)
+                cp_f = T.alloc_fragment((C,), acc)
+                rp_f = T.alloc_fragment((C,), acc)
+                og_f = T.alloc_fragment((C,), acc)
+                gr_f = T.alloc_fragment((C,), acc)
+                gcol_f = T.alloc_fragment((C,), acc)
+                # Q K^T runs one chunk ahead: chunk i + 1's is issued behind chunk i's P~ v~, so
+                # that it overlaps chunk i's combine and o store instead of opening chunk i + 1's
+                # chain (v14b)
+                if nch > 0:
+                    T.barrier_wait(fullA[0], 0)
+                    T.wgmma_gemm(q_s[0, :, :], k_s[0, :, :], pacc, transpose_B=True, clear_accum=True)
+                for i in T.serial(nch):
+                    sa = i % NA
+                    pa = (i // NA) % 2
+                    st = i % 2                              # S^T / v~^T buffer
+                    sn = (i + 1) % NA
+                    pn = ((i + 1) // NA) % 2
+                    t0 = tok0 + i * C
+                    nvalid = T.min(eos - t0, C)
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 24, t_start)
+                    rank1 = tab_s[sa, GV_MISC, 1] > 0.5
+                    T.copy(tab_s[sa, GV_CP, :], cp_f)
+                    T.copy(tab_s[sa, GV_RP, :], rp_f)
+                    T.copy(tab_s[sa, GV_OG, :], og_f)
+                    if not rank1:
+                        T.copy(tab_s[sa, GV_GC, :], gr_f)
+                        T.copy(tab_s[sa, GV_GC, :], gcol_f)
+                    _gemm_handed(q_s[sa, :, :], sb_s0, sb_s1, oacc, sfull, i)
+                    T.wait_wgmma(1)                         # Q K^T of chunk i
+                    if rank1:
+                        for t, s in T.Parallel(C, C):
+                            p_bf[t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
+                    else:
+                        for t, s in T.Parallel(C, C):
+                            p_bf[t, s] = T.if_then_else(
+                                s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                    T.wait_wgmma(0)
+                    T.barrier_arrive(sempty[st])          # S^T read: WG0 may write chunk i + 2's
+                    # ring A: WG2 is done with the stage (Q K^T, Q S complete, its gate rows in
+                    # registers): chunk i + NA into it once WG0 is done too (it runs ahead)
+                    T.barrier_arrive(emptyA[sa])
+                    if i + NA < nch:
+                        T.barrier_wait(emptyA[sa], pa)
+                        _load_ring_a(q, k, gvec, q_s, k_s, tab_s, fullA, sa, i + NA, tok0, gch0, hk, hv)
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 25, t_start)
+                    _gemm_handed(p_bf, vn_s0, vn_s1, oacc2, vfull, i)
+                    if i + 1 < nch:
+                        T.barrier_wait(fullA[sn], pn)
+                        T.wgmma_gemm(q_s[sn, :, :], k_s[sn, :, :], pacc, transpose_B=True, clear_accum=True)
+                        T.wait_wgmma(1)                     # P~ v~ of chunk i
+                    else:
+                        T.wait_wgmma(0)
+                    T.barrier_arrive(vempty[st])
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 26, t_start)
+                    for t, c in T.Parallel(C, DV):
+                        oacc[t, c] = oacc[t, c] * og_f[t] + oacc2[t, c]
+                    if c_begin + i < c_out:
+                        pass                             # warm-up chunk: no outputs
+                    elif nvalid == C:
+                        T.tma_store_wait()
+                        T.sync_threads(OUT_BARRIER_ID, 128)
+                        T.copy(oacc, o_bf)
+                        T.copy(o_bf, o_s)
+                        T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
+                    else:
+                        for t, c in T.Parallel(C, DV):
+                            if t < nvalid:
+                                o[t0 + t, hv, c0 + c] = oacc[t, c]
+                    if timeline:
+                        if tx == 128:
+                            _stamp(ht, bx, hv, i, 27, t_start)
+                T.tma_store_wait()
+
+
 def variants():
     """The two-warpgroup inference kernel (v11, `fused_fwd`: FLASHGDN_FUSED_FWD_3WG=0), the
     backward's state pass (`fused_fwd_states`, no o), the state pass that forms o too
     (`fused_fwd_o_states`, for C API callers that want both), pass 1 of the exact CP correction
-    (`cp_summary`) and the three-warpgroup inference kernel (`fused_fwd3`, v13, the default), per
-    input dtype."""
+    (`cp_summary`), the three-warpgroup inference kernel (`fused_fwd3`, v13, the default) and its
+    two-warpgroup successor (`fused_fwd_v14`, opt-in until measured), per input dtype."""
     return [(variant_symbol(name, dt, "float32"),
-             dict(dtype=dt, states=states, outputs=outputs, summary=summ, three_wg=wg3))
-            for name, states, outputs, summ, wg3 in (("fused_fwd", False, True, False, False),
-                                                     ("fused_fwd_states", True, False, False, False),
-                                                     ("fused_fwd_o_states", True, True, False, False),
-                                                     ("cp_summary", False, False, True, False),
-                                                     ("fused_fwd3", False, True, False, True)) for dt in DTYPES]
+             dict(dtype=dt, states=states, outputs=outputs, summary=summ, three_wg=wg3, v14=v14))
+            for name, states, outputs, summ, wg3, v14 in (("fused_fwd", False, True, False, False, False),
+                                                          ("fused_fwd_states", True, False, False, False, False),
+                                                          ("fused_fwd_o_states", True, True, False, False, False),
+                                                          ("cp_summary", False, False, True, False, False),
+                                                          ("fused_fwd3", False, True, False, True, False),
+                                                          ("fused_fwd_v14", False, True, False, False, True))
+            for dt in DTYPES]

@@ -52,6 +52,23 @@ bool use_fused_fwd3() {
   return on;
 }
 
+// fused_fwd_v14 (two warpgroups, kernels_tl/fused_fwd.py): v13's successor, written 2026-12-08
+// without a device to test or time it on, so opt-in until it has passed the forward suite and
+// measured faster: FLASHGDN_FUSED_FWD_V14=1 in the environment (read once per process) selects it
+// for the inference forward, ahead of FLASHGDN_FUSED_FWD_3WG.
+const FwdKernel kFwd14[2] = {
+    {fgdn_fused_fwd_v14_bf16_bfp32_launch, fgdn_fused_fwd_v14_bf16_bfp32_last_error, "fused_fwd_v14 bf16"},
+    {fgdn_fused_fwd_v14_fp16_bfp32_launch, fgdn_fused_fwd_v14_fp16_bfp32_last_error, "fused_fwd_v14 fp16"},
+};
+
+bool use_fused_fwd_v14() {
+  static const bool on = [] {
+    const char* e = std::getenv("FLASHGDN_FUSED_FWD_V14");
+    return e != nullptr && e[0] == '1' && e[1] == '\0';
+  }();
+  return on;
+}
+
 // Where each scratch array lives in the caller's workspace, and the launch bounds.
 struct Plan {
   CpSplit cp;           // the CP split; its exact-correction scratch starts at cp_off
@@ -115,8 +132,11 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   // io_variant(): 0, 1 = bf16 inputs, 2, 3 = fp16
   const int mode = a.chunk_states_t == nullptr ? 0 : (a.o == nullptr ? 1 : 2);
-  const FwdKernel& kern = mode == 0 && use_fused_fwd3() ? kFwd3[a.variant >= 2 ? 1 : 0]
-                                                        : kFwd[mode][a.variant >= 2 ? 1 : 0];
+  const int dt = a.variant >= 2 ? 1 : 0;
+  const FwdKernel& kern = mode != 0             ? kFwd[mode][dt]
+                          : use_fused_fwd_v14() ? kFwd14[dt]
+                          : use_fused_fwd3()    ? kFwd3[dt]
+                                                : kFwd[0][dt];
   const int nst = a.seqs.num_seqs;
   // h0, ht, varlen arrays, o (mode 1), hsT (mode 0), seg_states: read or written only in some modes
   const void* any = a.gate_vectors;

@@ -1,8 +1,9 @@
-"""The inference kernel switch. The forward launches the three-warpgroup kernel (fused_fwd3, v13,
+"""The inference kernel switches. The forward launches the three-warpgroup kernel (fused_fwd3, v13,
 `fgdn_fused_fwd3_*`) unless FLASHGDN_FUSED_FWD_3WG=0 is set (read once per process), which selects
-the two-warpgroup v11 kernel (`fgdn_fused_fwd_*`) instead. The main suite covers the default; here
-each setting must select its kernel, and the forward suite runs again through v11 in a child
-process."""
+the two-warpgroup v11 kernel (`fgdn_fused_fwd_*`) instead; FLASHGDN_FUSED_FWD_V14=1 selects v14
+(`fgdn_fused_fwd_v14_*`, opt-in until measured) ahead of both. The main suite covers the default;
+here each setting must select its kernel, and the forward suite runs again through v11 and through
+v14 in child processes."""
 import os
 import subprocess
 import sys
@@ -23,22 +24,26 @@ with profile(activities=[ProfilerActivity.CUDA]) as prof:
 names = [e.key for e in prof.key_averages() if "fused_fwd" in e.key]
 print("KERNELS", names)
 assert len(names) == 1, names
-print("3WG" if "fused_fwd3" in names[0] else "2WG")
+print("V14" if "fused_fwd_v14" in names[0] else "3WG" if "fused_fwd3" in names[0] else "2WG")
 """
 
 
-def _env(setting):
+def _env(setting, v14=None):
     env = dict(os.environ)
     env.pop("FLASHGDN_FUSED_FWD_3WG", None)
+    env.pop("FLASHGDN_FUSED_FWD_V14", None)
     if setting is not None:
         env["FLASHGDN_FUSED_FWD_3WG"] = setting
+    if v14 is not None:
+        env["FLASHGDN_FUSED_FWD_V14"] = v14
     return env
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("setting, expected", [(None, "3WG"), ("1", "3WG"), ("0", "2WG")])
-def test_switch_selects_the_inference_kernel(setting, expected):
-    r = subprocess.run([sys.executable, "-c", PROBE], env=_env(setting), capture_output=True, text=True,
+@pytest.mark.parametrize("setting, v14, expected", [(None, None, "3WG"), ("1", None, "3WG"), ("0", None, "2WG"),
+                                                 (None, "1", "V14"), ("0", "1", "V14"), (None, "0", "3WG")])
+def test_switch_selects_the_inference_kernel(setting, v14, expected):
+    r = subprocess.run([sys.executable, "-c", PROBE], env=_env(setting, v14), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == expected, r.stdout[-2000:]
@@ -48,5 +53,13 @@ def test_switch_selects_the_inference_kernel(setting, expected):
 def test_forward_suite_with_the_two_warpgroup_kernel():
     r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                         "test_gpu_forward.py"], cwd=HERE, env=_env("0"), capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+@pytest.mark.gpu
+def test_forward_suite_with_v14():
+    r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                        "test_gpu_forward.py"], cwd=HERE, env=_env(None, "1"), capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

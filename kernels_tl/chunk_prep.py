@@ -31,7 +31,8 @@ heads in one CTA measured slower, docs/perf-notes.md).
      fused_fwd), and the plain factors the backward's reverse pass uses (bwd_dstates; only when L
      is stored too: the forward's own call skips them).
   7. The forward's gated WY factors Au, Aw (GV_WY_*: the same table, viewed in the input dtype as
-     `wy`), formed from L's bf16 tile exactly as fused_fwd formed them itself before.
+     `wy`), formed from L's bf16 tile exactly as fused_fwd formed them itself before. The variant
+     `chunk_prep_au` stores Au only (fused_fwd_v14 reads no Aw; build's docstring).
 
 The inverse is gate-free: the forward applies the gates as G * L with G_ts = exp(gc_t - gc_s)
 (for lower-triangular X, G * X = Gamma X Gamma^-1), so nothing here can overflow.
@@ -68,7 +69,10 @@ BLK = 16 * BLK_ROW + 16   # block stride: 336 = 16 mod 32 banks
 L_PAD = 8       # l_out's row padding (elements)
 
 
-def build(dtype: str, beta_dtype: str):
+def build(dtype: str, beta_dtype: str, store_aw: bool = True):
+    """store_aw=False: `chunk_prep_au`, the same kernel without the Aw tile (7.), for the forward's
+    own call when its inference kernel is fused_fwd_v14 and no exact CP correction runs - v14 forms
+    Aw's product from Au and the CU / CW rows, and nothing else reads the table then."""
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")
@@ -358,20 +362,25 @@ def build(dtype: str, beta_dtype: str):
                     for i, j in T.Parallel(C, C):
                         if fold_rows:
                             wy[chunk, hv, 2 * GV_WY_AU + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[0, j], dtype)
-                            wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[1, j], dtype)
+                            if store_aw:
+                                wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[1, j], dtype)
                         else:
                             wy[chunk, hv, 2 * GV_WY_AU + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[2, i] * fac_s[0, j], dtype)
-                            wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[2, i] * fac_s[1, j], dtype)
+                            if store_aw:
+                                wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(T.cast(l_out[i, j], acc) * fac_s[2, i] * fac_s[1, j], dtype)
                 else:
                     for i, j in T.Parallel(C, C):
                         wy[chunk, hv, 2 * GV_WY_AU + i, j] = T.cast(
                             T.cast(l_out[i, j], acc) * T.exp2(T.min(gc_s[i] - gc_s[j], 0.0) * LOG2E) * fac_s[0, j], dtype)
-                        wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(
-                            T.cast(l_out[i, j], acc) * T.exp2(T.min(gc_s[i] - gc_s[j], 0.0) * LOG2E) * fac_s[1, j], dtype)
+                        if store_aw:
+                            wy[chunk, hv, 2 * GV_WY_AW + i, j] = T.cast(
+                                T.cast(l_out[i, j], acc) * T.exp2(T.min(gc_s[i] - gc_s[j], 0.0) * LOG2E) * fac_s[1, j], dtype)
 
     return chunk_prep
 
 
 def variants():
-    """(symbol, prim_func builder kwargs) for every shipped variant."""
-    return [(variant_symbol(NAME, dt, bdt), dict(dtype=dt, beta_dtype=bdt)) for dt, bdt in IO_VARIANTS]
+    """(symbol, prim_func builder kwargs) for every shipped variant: `chunk_prep` and, without the Aw
+    tile, `chunk_prep_au` (build's docstring), per input / beta dtype."""
+    return [(variant_symbol(name, dt, bdt), dict(dtype=dt, beta_dtype=bdt, store_aw=aw))
+            for name, aw in ((NAME, True), (NAME + "_au", False)) for dt, bdt in IO_VARIANTS]

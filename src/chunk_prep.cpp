@@ -25,6 +25,15 @@ const PrepKernel kPrep[4] = {
     {fgdn_chunk_prep_fp16_bfp32_launch, fgdn_chunk_prep_fp16_bfp32_last_error, "chunk_prep fp16/fp32"},
 };
 
+// The same kernels without the Aw tile (kernels_tl/chunk_prep.py, store_aw=False): for a forward
+// whose only reader of the table is fused_fwd_v14 (run_chunk_prep's store_aw).
+const PrepKernel kPrepAu[4] = {
+    {fgdn_chunk_prep_au_bf16_bbf16_launch, fgdn_chunk_prep_au_bf16_bbf16_last_error, "chunk_prep_au bf16/bf16"},
+    {fgdn_chunk_prep_au_bf16_bfp32_launch, fgdn_chunk_prep_au_bf16_bfp32_last_error, "chunk_prep_au bf16/fp32"},
+    {fgdn_chunk_prep_au_fp16_bfp16_launch, fgdn_chunk_prep_au_fp16_bfp16_last_error, "chunk_prep_au fp16/fp16"},
+    {fgdn_chunk_prep_au_fp16_bfp32_launch, fgdn_chunk_prep_au_fp16_bfp32_last_error, "chunk_prep_au fp16/fp32"},
+};
+
 }  // namespace
 
 fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int32_t* seg_offsets, int num_seqs,
@@ -36,9 +45,9 @@ fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int3
 
 fgdn_status run_chunk_prep(int variant, const fgdn_seqs& s, int H, int HV, int use_l2norm, float scale, const void* q,
                            const void* k, const void* beta, const float* g, void* L, float* stats, float* gvec,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, bool store_aw) {
   if (s.total_tokens == 0 || s.num_chunks == 0) return ok();
-  const PrepKernel& kern = kPrep[variant];
+  const PrepKernel& kern = store_aw ? kPrep[variant] : kPrepAu[variant];
   // q is read only with the in-kernel L2 norm; k stands in for it otherwise (never read)
   void* qp = const_cast<void*>(use_l2norm && q ? q : k);
   int rc = kern.launch(const_cast<void*>(k), const_cast<void*>(beta), const_cast<float*>(g),

@@ -209,8 +209,11 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   if (!a->prep_L) {
     float* stats_ws = reinterpret_cast<float*>(ws + plan.stats_off);
     float* gvec_ws = reinterpret_cast<float*>(ws + plan.gvec_off);
+    // The table's Aw tile is read by every forward kernel but fused_fwd_v14 and by the exact CP
+    // correction (cp_summary): skip it when v14 is the only reader (8 of ~18 KB a chunk and head)
+    const bool v14_only = a->chunk_states_t == nullptr && use_fused_fwd_v14() && !plan.cp.exact;
     FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
-                            a->beta, a->g, /*L=*/nullptr, stats_ws, gvec_ws, stream));
+                            a->beta, a->g, /*L=*/nullptr, stats_ws, gvec_ws, stream, /*store_aw=*/!v14_only));
     stats = stats_ws;
     gvec = gvec_ws;
   }

@@ -13,7 +13,8 @@ fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int3
 
 fgdn_status run_chunk_prep(int variant, const fgdn_seqs& seqs, int num_qk_heads, int num_v_heads, int use_l2norm,
                            float scale, const void* q, const void* k, const void* beta, const float* g, void* L,
-                           float* stats, float* gate_vectors, cudaStream_t stream);   // L may be NULL: not stored
+                           float* stats, float* gate_vectors, cudaStream_t stream,   // L may be NULL: not stored
+                           bool store_aw = true);   // false: no Aw tile in the table (only fused_fwd_v14 reads it)
 
 // The intra-card CP split of a call, planned once for the forward and the reverse pass alike:
 // chunks per CTA item, the number of items per (value head, V half) (exact for uniform lengths,

@@ -70,6 +70,29 @@ def test_forward_matches_reference(B, T, H, HV, lens, h0, l2, dtype, gates, beta
     assert es <= 5e-3, es
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_forward_large_raw_keys_with_l2norm(dtype):
+    """The in-kernel L2 norm keeps raw q, k and applies their norm factors to rows; no product of raw
+    keys with the state may be rounded to the input dtype before that factor is applied (fp16 tops
+    out at 65504: raw keys ~1000 times a state of ~10 would pass it)."""
+    x = make_inputs(1, 1000, 2, 8, dtype=torch.float32, device="cuda", gates="slow", normalize_k=False)
+    q, k = (x[n] * 1000.0 for n in ("q", "k"))
+    q, k, v = q.to(dtype), k.to(dtype), x["v"].to(dtype)
+    args = (q, k, v, x["g"], x["beta"].to(dtype))
+    h0 = x["initial_state"] * 10.0
+    poison_cuda_allocator((v.shape, dtype), ((1, 8, 128, 128), torch.float32))
+    o, ht = flashgdn.chunk_gated_delta_rule(*args, initial_state=h0, output_final_state=True,
+                                            use_qk_l2norm_in_kernel=True)
+    o_ref, ht_ref = R.chunked(*args, initial_state=h0, output_final_state=True, use_qk_l2norm_in_kernel=True,
+                              dtype=torch.float64)
+    torch.cuda.synchronize()
+    assert torch.isfinite(o).all() and torch.isfinite(ht).all()
+    eo, es = rel_err(o, o_ref), rel_err(ht, ht_ref)
+    print(f"o {eo:.2e} state {es:.2e}")
+    assert eo <= 5e-3, eo
+    assert es <= 5e-3, es
+
+
 # Intra-card context parallelism: forced splits and auto, against the reference and against
 # the unsplit run. Segments that warm up (decaying gates) follow the unsplit run's trajectory:
 # CP on vs off agree to <= 1e-3. Segments that take the exact correction (non-decaying heads in

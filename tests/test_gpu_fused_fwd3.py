@@ -22,7 +22,7 @@ with profile(activities=[ProfilerActivity.CUDA]) as prof:
     flashgdn.chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["g"], x["beta"], output_final_state=True)
     torch.cuda.synchronize()
 names = [e.key for e in prof.key_averages() if "fused_fwd" in e.key]
-print("KERNELS", names)
+print("KERNELS", names, [e.key for e in prof.key_averages() if "chunk_prep" in e.key])
 assert len(names) == 1, names
 print("V14" if "fused_fwd_v14" in names[0] else "3WG" if "fused_fwd3" in names[0] else "2WG")
 """

@@ -198,8 +198,10 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
 
     three_wg=True: the three-warpgroup inference kernel (v13, header), `fused_fwd3`.
     v14=True: the two-warpgroup inference kernel v14 (header), `fused_fwd_v14` (opt-in until it
-    is measured on the device: FLASHGDN_FUSED_FWD_V14=1)."""
-    assert not (three_wg or v14) or (outputs and not states and not summary), "three_wg / v14: the inference kernel only"
+    is measured on the device: FLASHGDN_FUSED_FWD_V14=1); with summary=True its cp_summary
+    (`cp_summary_v14`: v14's state loop on one warpgroup, no Aw tile)."""
+    assert not three_wg or (outputs and not states and not summary), "three_wg: the inference kernel only"
+    assert not v14 or (outputs and not states) or (summary and not states), "v14: the inference kernel or cp_summary"
     assert not (three_wg and v14), "three_wg and v14 are two different kernels"
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
@@ -573,8 +575,13 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
             has_h0: T.int32,
             cp_log_tol: T.float32,
         ):
-            state_pass(None, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, None, None, None, None,
-                       summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, None, None, cp_log_tol, None)
+            if v14:
+                _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
+                                  summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, cp_log_tol)
+            else:
+                state_pass(None, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, None, None, None,
+                           None, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, None, None, cp_log_tol,
+                           None)
 
         return cp_summary
 
@@ -1165,12 +1172,139 @@ def _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu
                 T.tma_store_wait()
 
 
+@T.macro
+def _load_ring_a_k(k, gvec, k_s, tab_s, full, stage, j, tok0, gch0, hk, hv):
+    """cp_summary_v14: chunk j's k and gate-table rows into ring A's stage (no q), then the
+    warpgroup's arrival."""
+    T.tma_copy(k[tok0 + j * CHUNK:tok0 + j * CHUNK + CHUNK, hk, 0:HEAD_DIM], k_s[stage, :, :], barrier=full[stage])
+    T.tma_copy(gvec[gch0 + j, hv, 0:GV_FWD_ROWS, 0:CHUNK], tab_s[stage, :, :], barrier=full[stage])
+    T.barrier_arrive(full[stage])
+
+
+@T.macro
+def _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, summ, kinds,
+                      seq_len, num_seqs, seg_chunks, num_segs, has_h0, cp_log_tol):
+    """cp_summary_v14 (pass 1 of the exact CP correction for fused_fwd_v14; cp_summary in the
+    header): v14's state loop on one warpgroup (128 threads, no hand-offs), so the gate table needs
+    no Aw tile. Grid (4 * segments, HV) as cp_summary: bx % 4 = 0, 1 the V halves of F, 2, 3 the K
+    halves of M (identity start, u = 0). Rings: A = k + gate rows (3 deep), B = v + Au (2 deep);
+    the warpgroup is their only reader and refills each stage once its GEMMs on it are done."""
+    C = CHUNK
+    D = HEAD_DIM
+    DV = HEAD_DIM // 2
+    acc = "float32"
+    with T.Kernel(4 * num_segs, HV, threads=128) as (bx, hv):
+        pdl_wait()
+        vh = bx % 2
+        is_m = (bx // 2) % 2      # 1: a K half of M (identity start, u = 0)
+        seg = bx // 4
+        tx = T.get_thread_binding()
+        loc = T.alloc_local((6,), "int32")
+        n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
+                                                                     cu_seqlens, chunk_offsets, seg_offsets, loc)
+        hk = hv // (HV // H)
+        c0 = vh * DV
+        wu_s = T.alloc_shared((2, 64), acc)
+        wres = T.alloc_shared((1,), "int32")
+        wv = T.alloc_local((8,), acc)
+        # which CTAs run, where they start and what kind of summary they make: as cp_summary
+        ix = T.alloc_local((6,), "int32")
+        ix[4] = 0                                 # 1: this CTA runs
+        ix[5] = KIND_CUT
+        ix[3] = c_out
+        if n >= 0 and c_end < nct:
+            cp_warmup_chunks(stats, chunk_base, hv, c_end - 1, -1, c_end, cp_log_tol, tx, wu_s, wres, wv)
+            ix[4] = T.if_then_else(wres[0] > 0, 0, 1)
+        if ix[4] != 0 and c_out > 0:
+            cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
+            ix[5] = T.if_then_else(wres[0] > 0, KIND_CUT, KIND_RELATIVE)
+            ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], c_out)
+        if is_m != 0 and ix[5] == KIND_CUT:
+            ix[4] = 0                             # a cut's M is never read
+        c_begin = ix[3]
+        nch = T.max(c_end - c_begin, 0)
+        kind = ix[5]
+        runs = ix[4] != 0
+        hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
+
+        k_s = T.alloc_shared((NA, C, D), dtype)
+        tab_s = T.alloc_shared((NA, GV_FWD_ROWS, C), acc)
+        v_s = T.alloc_shared((NB, C, DV), dtype)
+        au_s = T.alloc_shared((NB, C, C), dtype)
+        fullA = T.alloc_barrier(arrive_count=[128] * NA)
+        fullB = T.alloc_barrier(arrive_count=[128] * NB)
+        if runs:
+            S = T.alloc_fragment((DV, D), acc)          # S^T [c][k] (F: the state; M: a block of columns)
+            S_bf = T.alloc_fragment((DV, D), dtype)
+            vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
+            yacc = T.alloc_fragment((DV, C), acc)       # Y = S^T K^T [c][s]
+            y_bf = T.alloc_fragment((DV, C), dtype)
+            vnd_bf = T.alloc_fragment((DV, C), dtype)
+            dec_f = T.alloc_fragment((C,), acc)
+            cu_f = T.alloc_fragment((C,), acc)
+            cw_f = T.alloc_fragment((C,), acc)
+            egl = T.alloc_local((1,), acc)
+            um = T.alloc_local((1,), acc)
+            um[0] = T.if_then_else(is_m != 0, 0.0, 1.0)   # M: u = 0 (T_c applied to its columns)
+            for j in T.serial(T.min(nch, NA)):
+                _load_ring_a_k(k, gvec, k_s, tab_s, fullA, j, j, tok0, gch0, hk, hv)
+            for j in T.serial(T.min(nch, NB)):
+                _load_ring_b_au(v, wy, v_s, au_s, fullB, j, j, tok0, gch0, hv, c0)
+            if is_m != 0:
+                for c, kk in T.Parallel(DV, D):
+                    S[c, kk] = T.if_then_else(kk == c0 + c, 1.0, 0.0)
+            elif has_h0 != 0 and c_begin == 0:
+                for c, kk in T.Parallel(DV, D):
+                    S[c, kk] = h0[n, hv, kk, c0 + c]
+            else:
+                T.clear(S)
+            for i in T.serial(nch):
+                sa = i % NA
+                pa = (i // NA) % 2
+                sb = i % NB
+                pb = (i // NB) % 2
+                T.barrier_wait(fullB[sb], pb)
+                T.wgmma_gemm(v_s[sb, :, :], au_s[sb, :, :], vacc, transpose_A=True, transpose_B=True,
+                             clear_accum=True)
+                T.copy(S, S_bf)
+                T.barrier_wait(fullA[sa], pa)
+                T.wgmma_gemm(S_bf, k_s[sa, :, :], yacc, transpose_B=True, clear_accum=True)
+                T.copy(tab_s[sa, GV_DEC, :], dec_f)
+                egl[0] = tab_s[sa, GV_MISC, 0]
+                T.copy(tab_s[sa, GV_CU, :], cu_f)
+                T.copy(tab_s[sa, GV_CW, :], cw_f)
+                for s in T.Parallel(C):
+                    cw_f[s] = T.if_then_else(cu_f[s] != 0.0, cw_f[s] / cu_f[s], 0.0)
+                T.wait_wgmma(0)
+                for c, t in T.Parallel(DV, C):
+                    vacc[c, t] = vacc[c, t] * um[0]
+                for c, s in T.Parallel(DV, C):
+                    y_bf[c, s] = yacc[c, s] * cw_f[s]
+                T.wgmma_gemm(y_bf, au_s[sb, :, :], vacc, transpose_B=True)
+                T.wait_wgmma(0)
+                for c, t in T.Parallel(DV, C):
+                    vnd_bf[c, t] = vacc[c, t] * dec_f[t]
+                for c, kk in T.Parallel(DV, D):
+                    S[c, kk] = S[c, kk] * egl[0]
+                T.wgmma_gemm(vnd_bf, k_s[sa, :, :], S)
+                if i + NB < nch:
+                    _load_ring_b_au(v, wy, v_s, au_s, fullB, sb, i + NB, tok0, gch0, hv, c0)
+                T.wait_wgmma(0)
+                if i + NA < nch:
+                    _load_ring_a_k(k, gvec, k_s, tab_s, fullA, sa, i + NA, tok0, gch0, hk, hv)
+            for c, kk in T.Parallel(DV, D):
+                summ[seg, hv, kk, is_m * D + c0 + c] = S[c, kk]
+            if tx == 0 and bx % 4 == 0:
+                kinds[seg, hv] = kind
+
+
 def variants():
     """The two-warpgroup inference kernel (v11, `fused_fwd`: FLASHGDN_FUSED_FWD_3WG=0), the
     backward's state pass (`fused_fwd_states`, no o), the state pass that forms o too
     (`fused_fwd_o_states`, for C API callers that want both), pass 1 of the exact CP correction
     (`cp_summary`), the three-warpgroup inference kernel (`fused_fwd3`, v13, the default) and its
-    two-warpgroup successor (`fused_fwd_v14`, opt-in until measured), per input dtype."""
+    two-warpgroup successor (`fused_fwd_v14`, opt-in until measured) with its cp_summary
+    (`cp_summary_v14`), per input dtype."""
     return [(variant_symbol(name, dt, "float32"),
              dict(dtype=dt, states=states, outputs=outputs, summary=summ, three_wg=wg3, v14=v14))
             for name, states, outputs, summ, wg3, v14 in (("fused_fwd", False, True, False, False, False),
@@ -1178,5 +1312,6 @@ def variants():
                                                           ("fused_fwd_o_states", True, True, False, False, False),
                                                           ("cp_summary", False, False, True, False, False),
                                                           ("fused_fwd3", False, True, False, True, False),
-                                                          ("fused_fwd_v14", False, True, False, False, True))
+                                                          ("fused_fwd_v14", False, True, False, False, True),
+                                                          ("cp_summary_v14", False, False, True, False, True))
             for dt in DTYPES]

@@ -55,19 +55,13 @@ bool use_fused_fwd3() {
 // fused_fwd_v14 (two warpgroups, kernels_tl/fused_fwd.py): v13's successor, written 2026-12-08
 // without a device to test or time it on, so opt-in until it has passed the forward suite and
 // measured faster: FLASHGDN_FUSED_FWD_V14=1 in the environment (read once per process) selects it
-// for the inference forward, ahead of FLASHGDN_FUSED_FWD_3WG.
+// for the inference forward, ahead of FLASHGDN_FUSED_FWD_3WG (use_fused_fwd_v14, stages.h), with its
+// exact CP pass 1 (cp_summary_v14) and a chunk_prep without the Aw tile, which neither reads.
 const FwdKernel kFwd14[2] = {
     {fgdn_fused_fwd_v14_bf16_bfp32_launch, fgdn_fused_fwd_v14_bf16_bfp32_last_error, "fused_fwd_v14 bf16"},
     {fgdn_fused_fwd_v14_fp16_bfp32_launch, fgdn_fused_fwd_v14_fp16_bfp32_last_error, "fused_fwd_v14 fp16"},
 };
 
-bool use_fused_fwd_v14() {
-  static const bool on = [] {
-    const char* e = std::getenv("FLASHGDN_FUSED_FWD_V14");
-    return e != nullptr && e[0] == '1' && e[1] == '\0';
-  }();
-  return on;
-}
 
 // Where each scratch array lives in the caller's workspace, and the launch bounds.
 struct Plan {
@@ -128,6 +122,14 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
 }
 
 }  // namespace
+
+bool use_fused_fwd_v14() {
+  static const bool on = [] {
+    const char* e = std::getenv("FLASHGDN_FUSED_FWD_V14");
+    return e != nullptr && e[0] == '1' && e[1] == '\0';
+  }();
+  return on;
+}
 
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   // io_variant(): 0, 1 = bf16 inputs, 2, 3 = fp16
@@ -209,9 +211,9 @@ extern "C" fgdn_status fgdn_forward(const fgdn_forward_args* a, void* workspace,
   if (!a->prep_L) {
     float* stats_ws = reinterpret_cast<float*>(ws + plan.stats_off);
     float* gvec_ws = reinterpret_cast<float*>(ws + plan.gvec_off);
-    // The table's Aw tile is read by every forward kernel but fused_fwd_v14 and by the exact CP
-    // correction (cp_summary): skip it when v14 is the only reader (8 of ~18 KB a chunk and head)
-    const bool v14_only = a->chunk_states_t == nullptr && use_fused_fwd_v14() && !plan.cp.exact;
+    // The table's Aw tile is read by every forward kernel but fused_fwd_v14 and cp_summary_v14:
+    // skip it when those are the only readers (8 of ~18 KB a chunk and head)
+    const bool v14_only = a->chunk_states_t == nullptr && use_fused_fwd_v14();
     FGDN_TRY(run_chunk_prep(variant, seqs, a->num_qk_heads, a->num_v_heads, a->use_qk_l2norm, a->scale, a->q, a->k,
                             a->beta, a->g, /*L=*/nullptr, stats_ws, gvec_ws, stream, /*store_aw=*/!v14_only));
     stats = stats_ws;

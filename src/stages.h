@@ -49,6 +49,10 @@ struct FusedFwdLaunch {
 };
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream);
 
+// FLASHGDN_FUSED_FWD_V14=1 (read once per process): the inference forward runs fused_fwd_v14 and
+// cp_summary_v14, and its own chunk_prep call stores no Aw tile (src/forward.cpp).
+bool use_fused_fwd_v14();
+
 // Passes 1 and 2 of the exact CP correction for the split described by `a` (cp_summary, then
 // cp_combine): fills seg_states for the segments that cannot warm up. summ: [num_segs, HV, K, 2K]
 // fp32 scratch; kinds: [num_segs, HV] int32 scratch; seg_states: [num_segs, HV, K, V] fp32.

@@ -17,7 +17,7 @@
 #   4. bench_fwd.py --libs flashgdn,flashqla --check, switch on, then off (SBS picks the settings,
 #      default "1 0"; "v14" as in AB_NEW)
 #   5. the rest of the GPU suite
-#   6. bench_fwdbwd.py --libs flashgdn, switch on, then off
+#   6. bench_fwdbwd.py --libs flashgdn, switch on, then off (STEP_SETTINGS, default "1 0"; "v14" as in AB_NEW)
 #   7. benchmarks/fit_cp_model.py with the switch on (the CP cost model refit for fused_fwd3)
 #   8. benchmarks/pipe_profile.sh at (1,8k,16,64) (ncu; only when named in STEPS)
 # STEPS (a space-separated list of the names below; default all but "profile") picks the steps:
@@ -31,6 +31,9 @@ out=${OUT:-/tmp/fused_fwd3_check}; mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 site=/tmp/fgdn_site anch=/tmp/anch_site base=/tmp/fgdn_base
 t0=$(date +%s); stamp() { echo "[check] $1 at $(( $(date +%s) - t0 )) s"; }
+# a switch setting ("0", "1": FLASHGDN_FUSED_FWD_3WG; "v14": FLASHGDN_FUSED_FWD_V14=1) as env words
+setting_env() { if [ "$1" = v14 ]; then echo FLASHGDN_FUSED_FWD_V14=1; else echo FLASHGDN_FUSED_FWD_3WG=$1; fi; }
+setting_tag() { if [ "$1" = v14 ]; then echo v14; else echo 3wg$1; fi; }
 {
 python3 -m pip install -q --upgrade --no-deps --no-index --no-compile --target $site "$bundle"/wheel/*.whl 2>&1 | grep -v WARN
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
@@ -52,11 +55,7 @@ fi
 if want ab; then
 for round in 1 2; do
   for s in ${AB_NEW:-0 1}; do
-    if [ "$s" = v14 ]; then
-      FLASHGDN_FUSED_FWD_V14=1 timeout 60 python3 benchmarks/fwd_kernels.py new_v14 2>&1 | tail -4
-    else
-      FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/fwd_kernels.py new_3wg$s 2>&1 | tail -4
-    fi
+    env $(setting_env $s) timeout 60 python3 benchmarks/fwd_kernels.py new_$(setting_tag $s) 2>&1 | tail -4
   done
   if [ -d "$bundle/wheel_base" ]; then
     FLASHGDN_FUSED_FWD_3WG=${BASE_3WG:-0} PYTHONPATH=$base timeout 60 python3 benchmarks/fwd_kernels.py \
@@ -77,13 +76,8 @@ fi
 if want sidebyside && [ -f "$bundle/anch.tar.xz" ]; then
   wait; grep -h "^warm" /tmp/warm*.log
   for s in ${SBS:-1 0}; do
-    if [ "$s" = v14 ]; then
-      FLASHGDN_FUSED_FWD_V14=1 PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
-        --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_v14.json" 2>&1 | tail -6
-    else
-      FLASHGDN_FUSED_FWD_3WG=$s PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
-        --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_3wg$s.json" 2>&1 | tail -6
-    fi
+    env $(setting_env $s) PYTHONPATH=$site:$anch timeout 100 python3 benchmarks/bench_fwd.py \
+      --libs flashgdn,flashqla --check --json "$out/fwd_sidebyside_$(setting_tag $s).json" 2>&1 | tail -6
   done
   stamp "side by side"
 fi
@@ -94,9 +88,9 @@ fi
 if want step; then
 # two rounds alternated: one process's state can swing a config (the 1.267 ms of 2026-12-07)
 for round in 1 2; do
-  for s in 1 0; do
-    echo "training step, FLASHGDN_FUSED_FWD_3WG=$s, round $round"
-    FLASHGDN_FUSED_FWD_3WG=$s timeout 60 python3 benchmarks/bench_fwdbwd.py --libs flashgdn 2>&1 | tail -5
+  for s in ${STEP_SETTINGS:-1 0}; do
+    echo "training step, $(setting_env $s), round $round"
+    env $(setting_env $s) timeout 60 python3 benchmarks/bench_fwdbwd.py --libs flashgdn 2>&1 | tail -5
   done
 done
 stamp "training step"

@@ -199,9 +199,11 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
     three_wg=True: the three-warpgroup inference kernel (v13, header), `fused_fwd3`.
     v14=True: the two-warpgroup inference kernel v14 (header), `fused_fwd_v14` (opt-in until it
     is measured on the device: FLASHGDN_FUSED_FWD_V14=1); with summary=True its cp_summary
-    (`cp_summary_v14`: v14's state loop on one warpgroup, no Aw tile)."""
+    (`cp_summary_v14`: v14's state loop on one warpgroup, no Aw tile), with states=True,
+    outputs=False the backward's state pass (`fused_fwd_states_v14`, the same loop)."""
     assert not three_wg or (outputs and not states and not summary), "three_wg: the inference kernel only"
-    assert not v14 or (outputs and not states) or (summary and not states), "v14: the inference kernel or cp_summary"
+    assert not v14 or (outputs and not states) or (summary and not states) or (states and not outputs), \
+        "v14: the inference kernel, cp_summary or the states-only pass"
     assert not (three_wg and v14), "three_wg and v14 are two different kernels"
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
@@ -576,8 +578,9 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
             cp_log_tol: T.float32,
         ):
             if v14:
-                _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
-                                  summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, cp_log_tol)
+                _state_pass_v14(dtype, True, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets,
+                                seg_offsets, None, None, None, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs,
+                                has_h0, None, None, cp_log_tol, None)
             else:
                 state_pass(None, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, None, None, None,
                            None, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, None, None, cp_log_tol,
@@ -613,7 +616,11 @@ def build(dtype: str, states: bool = False, outputs: bool = True, summary: bool 
     ):
         # x = 2 * segment + V half (the two halves of a head run side by side and share q/k/L
         # in L2); y = value head. Segments go on x because grid y/z stop at 65535.
-        if v14:
+        if v14 and states:
+            _state_pass_v14(dtype, False, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
+                            ht, hsT, seg_states, None, None, seq_len, num_seqs, seg_chunks, num_segs, has_h0,
+                            store_final, store_states, cp_log_tol, exact_cp)
+        elif v14:
             _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets,
                                 seg_offsets, o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0,
                                 store_final, cp_log_tol, exact_cp)
@@ -1182,22 +1189,33 @@ def _load_ring_a_k(k, gvec, k_s, tab_s, full, stage, j, tok0, gch0, hk, hv):
 
 
 @T.macro
-def _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets, summ, kinds,
-                      seq_len, num_seqs, seg_chunks, num_segs, has_h0, cp_log_tol):
-    """cp_summary_v14 (pass 1 of the exact CP correction for fused_fwd_v14; cp_summary in the
-    header): v14's state loop on one warpgroup (128 threads, no hand-offs), so the gate table needs
-    no Aw tile. Grid (4 * segments, HV) as cp_summary: bx % 4 = 0, 1 the V halves of F, 2, 3 the K
-    halves of M (identity start, u = 0). Rings: A = k + gate rows (3 deep), B = v + Au (2 deep);
-    the warpgroup is their only reader and refills each stage once its GEMMs on it are done."""
+def _state_pass_v14(dtype, summary, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
+                    ht, hsT, seg_states, summ, kinds, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final,
+                    store_states, cp_log_tol, exact_cp):
+    """v14's state loop on one warpgroup (128 threads: no outputs, so no hand-offs and no second
+    warpgroup), so the gate table needs no Aw tile; two CTAs fit an SM (~104 KB of shared memory,
+    206 registers). Rings: A = k + gate rows (3 deep), B = v + Au (2 deep); the warpgroup is their
+    only reader and refills each stage once its GEMMs on it are done.
+
+    summary=True: `cp_summary_v14`, pass 1 of the exact CP correction for fused_fwd_v14 (cp_summary
+    in the header): grid (4 * segments, HV), bx % 4 = 0, 1 the V halves of F, 2, 3 the K halves of
+    M (identity start, u = 0), the same run / kind decisions as cp_summary.
+    summary=False: `fused_fwd_states_v14`, the backward's state pass (fused_fwd_states): grid
+    (2 * segments, HV), S^T in the input dtype at every chunk's start into hsT through a 16 KB tile
+    and a TMA store under the S^T K^T GEMM, the final state into ht; starts as the other forward
+    kernels do (warm-up, the exact correction's seed, or the sequence's first chunk)."""
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2
     acc = "float32"
-    with T.Kernel(4 * num_segs, HV, threads=128) as (bx, hv):
+    with T.Kernel((4 if summary else 2) * num_segs, HV, threads=128) as (bx, hv):
         pdl_wait()
         vh = bx % 2
-        is_m = (bx // 2) % 2      # 1: a K half of M (identity start, u = 0)
-        seg = bx // 4
+        if summary:
+            is_m = (bx // 2) % 2      # 1: a K half of M (identity start, u = 0)
+            seg = bx // 4
+        else:
+            seg = bx // 2
         tx = T.get_thread_binding()
         loc = T.alloc_local((6,), "int32")
         n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
@@ -1207,34 +1225,40 @@ def _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk
         wu_s = T.alloc_shared((2, 64), acc)
         wres = T.alloc_shared((1,), "int32")
         wv = T.alloc_local((8,), acc)
-        # which CTAs run, where they start and what kind of summary they make: as cp_summary
         ix = T.alloc_local((6,), "int32")
-        ix[4] = 0                                 # 1: this CTA runs
-        ix[5] = KIND_CUT
-        ix[3] = c_out
-        if n >= 0 and c_end < nct:
-            cp_warmup_chunks(stats, chunk_base, hv, c_end - 1, -1, c_end, cp_log_tol, tx, wu_s, wres, wv)
-            ix[4] = T.if_then_else(wres[0] > 0, 0, 1)
-        if ix[4] != 0 and c_out > 0:
-            cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
-            ix[5] = T.if_then_else(wres[0] > 0, KIND_CUT, KIND_RELATIVE)
-            ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], c_out)
-        if is_m != 0 and ix[5] == KIND_CUT:
-            ix[4] = 0                             # a cut's M is never read
+        if summary:
+            # which CTAs run, where they start and what kind of summary they make: as cp_summary
+            ix[4] = 0                                 # 1: this CTA runs
+            ix[5] = KIND_CUT
+            ix[3] = c_out
+            if n >= 0 and c_end < nct:
+                cp_warmup_chunks(stats, chunk_base, hv, c_end - 1, -1, c_end, cp_log_tol, tx, wu_s, wres, wv)
+                ix[4] = T.if_then_else(wres[0] > 0, 0, 1)
+            if ix[4] != 0 and c_out > 0:
+                cp_warmup_chunks(stats, chunk_base, hv, c_out - 1, -1, c_out, cp_log_tol, tx, wu_s, wres, wv)
+                ix[5] = T.if_then_else(wres[0] > 0, KIND_CUT, KIND_RELATIVE)
+                ix[3] = T.if_then_else(wres[0] > 0, c_out - wres[0], c_out)
+            if is_m != 0 and ix[5] == KIND_CUT:
+                ix[4] = 0                             # a cut's M is never read
+            kind = ix[5]
+            runs = ix[4] != 0
+        else:
+            _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
+            runs = n >= 0
         c_begin = ix[3]
         nch = T.max(c_end - c_begin, 0)
-        kind = ix[5]
-        runs = ix[4] != 0
         hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
 
         k_s = T.alloc_shared((NA, C, D), dtype)
         tab_s = T.alloc_shared((NA, GV_FWD_ROWS, C), acc)
         v_s = T.alloc_shared((NB, C, DV), dtype)
         au_s = T.alloc_shared((NB, C, C), dtype)
+        if not summary:
+            hs_s = T.alloc_shared((DV, D), dtype)   # S^T of the chunk start, on its way to hsT
         fullA = T.alloc_barrier(arrive_count=[128] * NA)
         fullB = T.alloc_barrier(arrive_count=[128] * NB)
         if runs:
-            S = T.alloc_fragment((DV, D), acc)          # S^T [c][k] (F: the state; M: a block of columns)
+            S = T.alloc_fragment((DV, D), acc)          # S^T [c][k] (M: a block of columns)
             S_bf = T.alloc_fragment((DV, D), dtype)
             vacc = T.alloc_fragment((DV, C), acc)       # v~^T [c][t]
             yacc = T.alloc_fragment((DV, C), acc)       # Y = S^T K^T [c][s]
@@ -1244,20 +1268,31 @@ def _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk
             cu_f = T.alloc_fragment((C,), acc)
             cw_f = T.alloc_fragment((C,), acc)
             egl = T.alloc_local((1,), acc)
-            um = T.alloc_local((1,), acc)
-            um[0] = T.if_then_else(is_m != 0, 0.0, 1.0)   # M: u = 0 (T_c applied to its columns)
+            if summary:
+                um = T.alloc_local((1,), acc)
+                um[0] = T.if_then_else(is_m != 0, 0.0, 1.0)   # M: u = 0 (T_c applied to its columns)
             for j in T.serial(T.min(nch, NA)):
                 _load_ring_a_k(k, gvec, k_s, tab_s, fullA, j, j, tok0, gch0, hk, hv)
             for j in T.serial(T.min(nch, NB)):
                 _load_ring_b_au(v, wy, v_s, au_s, fullB, j, j, tok0, gch0, hv, c0)
-            if is_m != 0:
-                for c, kk in T.Parallel(DV, D):
-                    S[c, kk] = T.if_then_else(kk == c0 + c, 1.0, 0.0)
-            elif has_h0 != 0 and c_begin == 0:
-                for c, kk in T.Parallel(DV, D):
-                    S[c, kk] = h0[n, hv, kk, c0 + c]
+            if summary:
+                if is_m != 0:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = T.if_then_else(kk == c0 + c, 1.0, 0.0)
+                elif has_h0 != 0 and c_begin == 0:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = h0[n, hv, kk, c0 + c]
+                else:
+                    T.clear(S)
             else:
-                T.clear(S)
+                if has_h0 != 0 and c_begin == 0:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = h0[n, hv, kk, c0 + c]
+                elif exact_cp != 0 and c_out > 0 and c_begin == c_out:
+                    for c, kk in T.Parallel(DV, D):
+                        S[c, kk] = seg_states[seg, hv, kk, c0 + c]
+                else:
+                    T.clear(S)
             for i in T.serial(nch):
                 sa = i % NA
                 pa = (i // NA) % 2
@@ -1269,6 +1304,15 @@ def _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk
                 T.copy(S, S_bf)
                 T.barrier_wait(fullA[sa], pa)
                 T.wgmma_gemm(S_bf, k_s[sa, :, :], yacc, transpose_B=True, clear_accum=True)
+                if not summary:
+                    # for the backward: the state at this chunk's start (its own chunks only), in
+                    # the input dtype as the GEMMs here use it, under the GEMM (both only read
+                    # S_bf); the previous chunk's store must have left hs_s first
+                    if store_states != 0 and c_begin + i >= c_out:
+                        T.tma_store_wait()
+                        T.sync_threads(5, 128)
+                        T.copy(S_bf, hs_s)
+                        T.tma_copy(hs_s, hsT[gch0 + i, hv, c0:c0 + DV, 0:D])
                 T.copy(tab_s[sa, GV_DEC, :], dec_f)
                 egl[0] = tab_s[sa, GV_MISC, 0]
                 T.copy(tab_s[sa, GV_CU, :], cu_f)
@@ -1276,8 +1320,9 @@ def _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk
                 for s in T.Parallel(C):
                     cw_f[s] = T.if_then_else(cu_f[s] != 0.0, cw_f[s] / cu_f[s], 0.0)
                 T.wait_wgmma(0)
-                for c, t in T.Parallel(DV, C):
-                    vacc[c, t] = vacc[c, t] * um[0]
+                if summary:
+                    for c, t in T.Parallel(DV, C):
+                        vacc[c, t] = vacc[c, t] * um[0]
                 for c, s in T.Parallel(DV, C):
                     y_bf[c, s] = yacc[c, s] * cw_f[s]
                 T.wgmma_gemm(y_bf, au_s[sb, :, :], vacc, transpose_B=True)
@@ -1292,10 +1337,16 @@ def _summary_pass_v14(dtype, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens, chunk
                 T.wait_wgmma(0)
                 if i + NA < nch:
                     _load_ring_a_k(k, gvec, k_s, tab_s, fullA, sa, i + NA, tok0, gch0, hk, hv)
-            for c, kk in T.Parallel(DV, D):
-                summ[seg, hv, kk, is_m * D + c0 + c] = S[c, kk]
-            if tx == 0 and bx % 4 == 0:
-                kinds[seg, hv] = kind
+            if summary:
+                for c, kk in T.Parallel(DV, D):
+                    summ[seg, hv, kk, is_m * D + c0 + c] = S[c, kk]
+                if tx == 0 and bx % 4 == 0:
+                    kinds[seg, hv] = kind
+            else:
+                T.tma_store_wait()
+                if store_final != 0 and c_end == nct:
+                    for c, kk in T.Parallel(DV, D):
+                        ht[n, hv, kk, c0 + c] = S[c, kk]
 
 
 def variants():
@@ -1304,7 +1355,7 @@ def variants():
     (`fused_fwd_o_states`, for C API callers that want both), pass 1 of the exact CP correction
     (`cp_summary`), the three-warpgroup inference kernel (`fused_fwd3`, v13, the default) and its
     two-warpgroup successor (`fused_fwd_v14`, opt-in until measured) with its cp_summary
-    (`cp_summary_v14`), per input dtype."""
+    (`cp_summary_v14`) and states-only pass (`fused_fwd_states_v14`), per input dtype."""
     return [(variant_symbol(name, dt, "float32"),
              dict(dtype=dt, states=states, outputs=outputs, summary=summ, three_wg=wg3, v14=v14))
             for name, states, outputs, summ, wg3, v14 in (("fused_fwd", False, True, False, False, False),
@@ -1313,5 +1364,6 @@ def variants():
                                                           ("cp_summary", False, False, True, False, False),
                                                           ("fused_fwd3", False, True, False, True, False),
                                                           ("fused_fwd_v14", False, True, False, False, True),
-                                                          ("cp_summary_v14", False, False, True, False, True))
+                                                          ("cp_summary_v14", False, False, True, False, True),
+                                                          ("fused_fwd_states_v14", True, False, False, False, True))
             for dt in DTYPES]

@@ -60,9 +60,8 @@ CpSplit plan_cp_split(const fgdn_seqs& s, int cp_segment_chunks, int num_v_heads
 
 fgdn_status run_cp_exact(const FusedFwdLaunch& a, float* summ, int32_t* kinds, float* seg_states,
                          cudaStream_t stream) {
-  // the inference forward (no chunk states) with v14 reads a table without Aw
-  const bool v14 = a.chunk_states_t == nullptr && use_fused_fwd_v14();
-  const SummaryKernel& kern = (v14 ? kSummary14 : kSummary)[a.variant >= 2 ? 1 : 0];
+  // with v14 the inference forward's table has no Aw tile (cp_summary_v14 reads none)
+  const SummaryKernel& kern = (use_fused_fwd_v14() ? kSummary14 : kSummary)[a.variant >= 2 ? 1 : 0];
   const int ncg = a.seqs.num_chunks > 0 ? a.seqs.num_chunks : 1;
   const void* any = a.gate_vectors;   // for pointers read in some modes only (varlen, h0)
   int rc = kern.launch(const_cast<void*>(a.k), const_cast<void*>(a.v), const_cast<float*>(a.gate_vectors),

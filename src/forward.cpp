@@ -56,10 +56,18 @@ bool use_fused_fwd3() {
 // without a device to test or time it on, so opt-in until it has passed the forward suite and
 // measured faster: FLASHGDN_FUSED_FWD_V14=1 in the environment (read once per process) selects it
 // for the inference forward, ahead of FLASHGDN_FUSED_FWD_3WG (use_fused_fwd_v14, stages.h), with its
-// exact CP pass 1 (cp_summary_v14) and a chunk_prep without the Aw tile, which neither reads.
+// exact CP pass 1 (cp_summary_v14) and a chunk_prep without the Aw tile, which neither reads; and
+// v14's state loop for the backward's state pass (fused_fwd_states_v14).
 const FwdKernel kFwd14[2] = {
     {fgdn_fused_fwd_v14_bf16_bfp32_launch, fgdn_fused_fwd_v14_bf16_bfp32_last_error, "fused_fwd_v14 bf16"},
     {fgdn_fused_fwd_v14_fp16_bfp32_launch, fgdn_fused_fwd_v14_fp16_bfp32_last_error, "fused_fwd_v14 fp16"},
+};
+// and the backward's state pass (mode 1) on v14's state loop: one warpgroup, two CTAs an SM
+const FwdKernel kFwdStates14[2] = {
+    {fgdn_fused_fwd_states_v14_bf16_bfp32_launch, fgdn_fused_fwd_states_v14_bf16_bfp32_last_error,
+     "fused_fwd_states_v14 bf16"},
+    {fgdn_fused_fwd_states_v14_fp16_bfp32_launch, fgdn_fused_fwd_states_v14_fp16_bfp32_last_error,
+     "fused_fwd_states_v14 fp16"},
 };
 
 
@@ -135,10 +143,11 @@ fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream) {
   // io_variant(): 0, 1 = bf16 inputs, 2, 3 = fp16
   const int mode = a.chunk_states_t == nullptr ? 0 : (a.o == nullptr ? 1 : 2);
   const int dt = a.variant >= 2 ? 1 : 0;
-  const FwdKernel& kern = mode != 0             ? kFwd[mode][dt]
-                          : use_fused_fwd_v14() ? kFwd14[dt]
-                          : use_fused_fwd3()    ? kFwd3[dt]
-                                                : kFwd[0][dt];
+  const FwdKernel& kern = mode == 1 && use_fused_fwd_v14() ? kFwdStates14[dt]
+                          : mode != 0                       ? kFwd[mode][dt]
+                          : use_fused_fwd_v14()             ? kFwd14[dt]
+                          : use_fused_fwd3()                ? kFwd3[dt]
+                                                            : kFwd[0][dt];
   const int nst = a.seqs.num_seqs;
   // h0, ht, varlen arrays, o (mode 1), hsT (mode 0), seg_states: read or written only in some modes
   const void* any = a.gate_vectors;

@@ -50,7 +50,8 @@ struct FusedFwdLaunch {
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream);
 
 // FLASHGDN_FUSED_FWD_V14=1 (read once per process): the inference forward runs fused_fwd_v14 and
-// cp_summary_v14, and its own chunk_prep call stores no Aw tile (src/forward.cpp).
+// its own chunk_prep call stores no Aw tile, the exact CP pass 1 runs cp_summary_v14 and the
+// backward's state pass fused_fwd_states_v14 (src/forward.cpp).
 bool use_fused_fwd_v14();
 
 // Passes 1 and 2 of the exact CP correction for the split described by `a` (cp_summary, then

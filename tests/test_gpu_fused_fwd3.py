@@ -3,7 +3,7 @@
 the two-warpgroup v11 kernel (`fgdn_fused_fwd_*`) instead; FLASHGDN_FUSED_FWD_V14=1 selects v14
 (`fgdn_fused_fwd_v14_*`, opt-in until measured) ahead of both. The main suite covers the default;
 here each setting must select its kernel, and the forward suite runs again through v11 and through
-v14 in child processes."""
+v14 in child processes (the backward suite too through v14, which also brings its state pass)."""
 import os
 import subprocess
 import sys
@@ -66,4 +66,14 @@ def test_forward_suite_with_v14():
     r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
                         "test_gpu_forward.py"], cwd=HERE, env=_env(None, "1"), capture_output=True, text=True,
                        timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+@pytest.mark.gpu
+def test_backward_suite_with_v14():
+    """FLASHGDN_FUSED_FWD_V14=1 also moves the backward's state pass (fused_fwd_states_v14) and the
+    exact CP pass 1 (cp_summary_v14) to v14's state loop."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+                        "test_gpu_backward.py"], cwd=HERE, env=_env(None, "1"), capture_output=True, text=True,
+                       timeout=1200)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -1,6 +1,6 @@
 #!/bin/bash
-# One device call's worth of checks for the three-warpgroup inference kernel (fused_fwd3, v13, the
-# default; FLASHGDN_FUSED_FWD_3WG=0 selects v11; docs/perf-notes.md), most important first so that
+# One device call's worth of checks for the inference kernels (fused_fwd3 = v13, the default;
+# FLASHGDN_FUSED_FWD_3WG=0 selects v11, FLASHGDN_FUSED_FWD_V14=1 v14; docs/perf-notes.md), most important first so that
 # a call cut short still answers the first questions. Run from the repo root on the GPU machine:
 #
 #   bash benchmarks/fused_fwd3_check.sh BUNDLE       (BUNDLE made by benchmarks/device_bundle.sh)
@@ -9,7 +9,8 @@
 # BUNDLE/anch.tar.xz (FLA + FlashQLA, installed) adds the side-by-side against FlashQLA, whose JIT
 # is warmed up in the background on the CPU cores while flashgdn's tests run. BUNDLE/wheel_base/
 # (optional: an older wheel) joins step 2.
-#   1. tests/test_gpu_fused_fwd3.py: each switch setting selects its kernel; the forward suite through v11
+#   1. tests/test_gpu_fused_fwd3.py: each switch setting selects its kernels; the forward suite through v11
+#      and v14, the backward suite through v14 (child processes; ~4-5 minutes)
 #   2. benchmarks/fwd_kernels.py with the switch off / on (tags new_3wg0 / new_3wg1; AB_NEW picks
 #      the settings, default "0 1"; "v14" in it runs FLASHGDN_FUSED_FWD_V14=1, tag new_v14) and the
 #      base wheel (tag base_3wgN, N = BASE_3WG, default 0), alternated twice
@@ -18,10 +19,11 @@
 #      default "1 0"; "v14" as in AB_NEW)
 #   5. the rest of the GPU suite
 #   6. bench_fwdbwd.py --libs flashgdn, switch on, then off (STEP_SETTINGS, default "1 0"; "v14" as in AB_NEW)
-#   7. benchmarks/fit_cp_model.py with the switch on (the CP cost model refit for fused_fwd3)
+#   6b. benchmarks/profile_bwd.py --kernels per STEP_SETTINGS setting (only when named: bwdprof)
+#   7. benchmarks/fit_cp_model.py with the switch on (the CP cost model refit; CPFIT_SETTING, default 1)
 #   8. benchmarks/pipe_profile.sh at (1,8k,16,64) (ncu; only when named in STEPS)
 # STEPS (a space-separated list of the names below; default all but "profile") picks the steps:
-#   tests ab timeline sidebyside suite step cpfit profile      ("suite" with "tests" = the whole GPU suite)
+#   tests ab timeline sidebyside suite step bwdprof cpfit profile   ("suite" with "tests" = the whole GPU suite)
 # About 4-5 minutes with the defaults: give the call its 600 s. Writes $OUT/check.log and the JSON files under $OUT when OUT is set.
 set -u
 bundle=${1:?usage: fused_fwd3_check.sh BUNDLE}
@@ -95,8 +97,18 @@ for round in 1 2; do
 done
 stamp "training step"
 fi
+if want bwdprof; then
+# the backward's stages per kernel (torch profiler), e.g. fused_fwd_states vs fused_fwd_states_v14
+for s in ${STEP_SETTINGS:-1 0}; do
+  echo "backward stages, $(setting_env $s)"
+  env $(setting_env $s) timeout 120 python3 benchmarks/profile_bwd.py --kernels 2>&1 | tail -60
+done
+stamp "backward stages"
+fi
 if want cpfit; then
-FLASHGDN_FUSED_FWD_3WG=1 timeout 120 python3 benchmarks/fit_cp_model.py --json "$out/cp_fit_3wg1.json" 2>&1 | grep -v " cp="
+cs=${CPFIT_SETTING:-1}
+env $(setting_env $cs) timeout 120 python3 benchmarks/fit_cp_model.py --json "$out/cp_fit_$(setting_tag $cs).json" 2>&1 \
+  | grep -v " cp="
 stamp "cp fit"
 fi
 if want profile; then

@@ -949,8 +949,8 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
 def _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
                     o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol,
                     exact_cp):
-    """The inference kernel's body on two warpgroups (v14, header; `build(three_wg=True)`):
-    o and the final state, no per-chunk states."""
+    """The inference kernel's body on two warpgroups (v14, header; `build(v14=True)`): o and the
+    final state, no per-chunk states."""
     C = CHUNK
     D = HEAD_DIM
     DV = HEAD_DIM // 2

@@ -11,6 +11,7 @@ factors) over every chunk of one long sequence:
             dS <- exp(gl) dS + Q^T dO~ + K^T dre_w,  dre_w = bf16(-diag(E rk) bf16(Au)^T bf16(dv_new))
   plan      dv_new = (diag(s) bf16(P)^T dO + K dS_hi) / s,  s = 1 / kf  (one accumulator, kf by two
             row scales), update as plan_kf
+  au        dv_new as shipped, update as plan_kf: bwd_dstates_v14 (build's au=True)
 
 dS_hi = bf16(dS), except at the sequence's last chunk (d(final state) as given, as bwd_dstates'
 hi + lo split). Prints the relative errors of dS' over all chunks, of dh0 and of dv_new.
@@ -53,14 +54,14 @@ def errors(T: int, gates: str, l2: bool, seed: int = 3) -> dict:
     kf = (gc[:, -1:] - gc).exp() * rkc          # times raw K
     egl = gc[:, -1].exp()
     out = {}
-    for mode in ("exact", "shipped", "plan_kf", "plan"):
+    for mode in ("exact", "shipped", "plan_kf", "plan", "au"):
         dS, dss, dvns = dht.clone(), [], []
         for j in reversed(range(nc)):
             dss.append(dS.clone())
             dsh = dS if (mode == "exact" or j == nc - 1) else bf(dS)
             Pj = P[j] if mode == "exact" else bf(P[j])
             dot = (E[j] * scale)[:, None] * doc[j]
-            if mode in ("exact", "shipped"):
+            if mode in ("exact", "shipped", "au"):
                 dvn = Pj.T @ doc[j] + kf[j][:, None] * (krc[j] @ dsh)
             elif mode == "plan_kf":
                 dvn = Pj.T @ doc[j] + bf(kf[j][:, None] * krc[j]) @ dsh
@@ -77,7 +78,7 @@ def errors(T: int, gates: str, l2: bool, seed: int = 3) -> dict:
             dvns.append(dvn)
         out[mode] = (torch.stack(dss), dS, torch.stack(dvns))
     rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
-    return {m: tuple(rel(a, b) for a, b in zip(out[m], out["exact"])) for m in ("shipped", "plan_kf", "plan")}
+    return {m: tuple(rel(a, b) for a, b in zip(out[m], out["exact"])) for m in ("shipped", "plan_kf", "plan", "au")}
 
 
 def main():

@@ -67,6 +67,7 @@ import tilelang
 import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_TABLE_ROWS, GV_GC, GV_MISC, GV_EG, GV_KF, GV_RQS, GV_RK, GV_RA, GV_WY_AW
+from common import GV_WY_AU, GV_CU, GV_CW
 from common import KIND_CUT, KIND_RELATIVE, acc_transposed_layout, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
 
 NAME = "bwd_dstates"
@@ -77,10 +78,18 @@ NA = 3         # ring A (q, k: read by both warpgroups) depth
 NB = 2         # ring B (dO, L, gate table: read by prep only) depth
 
 
-def build(dtype: str, summary: bool = False):
+def build(dtype: str, summary: bool = False, au: bool = False):
     """summary=False: bwd_dstates. summary=True: bwd_cp_summary, pass 1 of the exact CP correction
     for this pass (see the header): the same loop without outputs, on four column blocks
-    [F | M] per segment and value head, for the segments whose predecessor cannot warm up."""
+    [F | M] per segment and value head, for the segments whose predecessor cannot warm up.
+
+    au=True (`bwd_dstates_v14`, `bwd_cp_summary_v14`; opt-in with FLASHGDN_FUSED_FWD_V14=1, not yet
+    run on a GPU): the update's w term without -w~ or the Aw tile, as fused_fwd_v14 forms v~'s:
+    -w~ = Aw K = Au diag(f) K with f = cw / cu, so (dv_new diag(a))^T (-w~) = (Z diag(f)) K with
+    Z = (dv_new diag(a))^T Au on the state warpgroup (RS m64n64k64, rounded once where -w~ was;
+    the fused-backward plan's dre_w, checked by benchmarks/emulate_reverse_roundings.py). Prep
+    loses its largest GEMM (Aw K, 1 MF a chunk) and the 16 KB -w~ store, on what was the kernel's
+    critical path; the state warpgroup gains one dependent GEMM and keeps its own Au ring."""
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")
@@ -156,9 +165,14 @@ def build(dtype: str, summary: bool = False):
             q_s = T.alloc_shared((NA, C, D), dtype)
             k_s = T.alloc_shared((NA, C, D), dtype)
             do_s = T.alloc_shared((NB, C, DV), dtype)
-            aw_s = T.alloc_shared((NB, C, C), dtype)     # chunk_prep's gated WY tile Aw (the forward's)
+            if au:
+                au_s = T.alloc_shared((NB, C, C), dtype)  # Au, the state warpgroup's own ring (it loads it)
+                f_s = T.alloc_shared((2, C), acc)         # f = cw / cu, from prep
+                fullC = T.alloc_barrier(arrive_count=[128] * NB)
+            else:
+                aw_s = T.alloc_shared((NB, C, C), dtype)  # chunk_prep's gated WY tile Aw (the forward's)
+                w_s = T.alloc_shared((2, C, D), dtype)    # -w      [t][k]
             tab_s = T.alloc_shared((NB, GV_TABLE_ROWS, C), acc)   # the factor rows only
-            w_s = T.alloc_shared((2, C, D), dtype)       # -w      [t][k]
             dot_s = T.alloc_shared((2, C, DV), dtype)    # dO~     [t][v] (the GEMM reads it transposed)
             # fp32 (it is added to dv_new unrounded); rows padded for conflict-free transposed reads
             dvl_s = T.alloc_shared((2, C, DV + 4), acc)  # P^T dO  [s][v]; bf16: a_s in the first pad column
@@ -184,6 +198,10 @@ def build(dtype: str, summary: bool = False):
                     dvt = T.alloc_fragment((DV, C), acc)         # dv_new^T [v][t]
                     dvl_f = T.alloc_fragment((DV, C), acc)
                     dvn_bf = T.alloc_fragment((DV, C), dtype)   # the update GEMM's operand
+                    if au:
+                        zacc = T.alloc_fragment((DV, C), acc)    # Z = (dv_new diag(a))^T Au [v][s]
+                        z_bf = T.alloc_fragment((DV, C), dtype)
+                        f_f = T.alloc_fragment((C,), acc)
                     if not summary:
                         dvh_bf = T.alloc_fragment((C, DV), dtype)  # bf16(dv_new) [t][v], for the store
                         T.annotate_layout({dvh_bf: acc_transposed_layout(C, DV)})
@@ -210,11 +228,18 @@ def build(dtype: str, summary: bool = False):
                             dst[v, kk] = T.if_then_else(T.And(has_dht > 0, from_end),
                                                         dht[T.min(n, NST - 1), hv, kk, c0 + v], 0.0)
 
+                    if au:
+                        for j in T.serial(T.min(nch, NB)):
+                            T.tma_copy(wy[gch - j, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[j, :, :], barrier=fullC[j])
+                            T.barrier_arrive(fullC[j])
                     for i in T.serial(nch):
                         st = i % 2
                         ph = (i // 2) % 2
                         sa = i % NA
                         pa = (i // NA) % 2
+                        if au:
+                            sc = i % NB
+                            pc = (i // NB) % 2
                         if not summary:
                             t0 = tokh - i * C
                             nvalid = T.min(eos - t0, C)
@@ -247,6 +272,8 @@ def build(dtype: str, summary: bool = False):
                         for v, t in T.Parallel(DV, C):
                             dvl_f[v, t] = dvl_s[st, t, v]
                         T.copy(kf_s[st, :], kf_f)
+                        if au:
+                            T.copy(f_s[st, :], f_f)
                         if fold_rows:
                             for t in T.Parallel(C):
                                 ra_f[t] = dvl_s[st, t, DV]
@@ -266,7 +293,11 @@ def build(dtype: str, summary: bool = False):
                         else:
                             for v, t in T.Parallel(DV, C):
                                 dvn_bf[v, t] = dvt[v, t]
-                        T.wgmma_gemm(dvn_bf, w_s[st, :, :], dst)
+                        if au:
+                            T.barrier_wait(fullC[sc], pc)
+                            T.wgmma_gemm(dvn_bf, au_s[sc, :, :], zacc, clear_accum=True)
+                        else:
+                            T.wgmma_gemm(dvn_bf, w_s[st, :, :], dst)
                         if not summary:
                             if own:
                                 # under the update GEMM (which only reads dvn_bf); the previous
@@ -284,6 +315,17 @@ def build(dtype: str, summary: bool = False):
                                             dvh = T.cast(dvt[v, t], dtype)
                                             dvnew[t0 + t, hv, 2 * c0 + v] = dvh
                                             dvnew[t0 + t, hv, 2 * c0 + DV + v] = T.cast(dvt[v, t] - T.cast(dvh, acc), dtype)
+                        if au:
+                            # the w term: (Z diag(f)) K, Z's columns scaled before its one rounding
+                            T.wait_wgmma(0)
+                            for v, s_ in T.Parallel(DV, C):
+                                z_bf[v, s_] = zacc[v, s_] * f_f[s_]
+                            T.wgmma_gemm(z_bf, k_s[sa, :, :], dst)
+                            # Au ring: this warpgroup is its only reader, chunk i + NB into the stage
+                            if i + NB < nch:
+                                T.tma_copy(wy[gch - i - NB, hv, 2 * GV_WY_AU:2 * GV_WY_AU + C, 0:C], au_s[sc, :, :],
+                                           barrier=fullC[sc])
+                                T.barrier_arrive(fullC[sc])
                         T.wait_wgmma(0)
                         T.barrier_arrive(pempty[st])
                         if summary:
@@ -310,7 +352,8 @@ def build(dtype: str, summary: bool = False):
 
                 else:
                     # ------------- WG1: prep (one chunk ahead of WG0) and the TMA loads -------------
-                    wacc = T.alloc_fragment((C, D), acc)
+                    if not au:
+                        wacc = T.alloc_fragment((C, D), acc)
                     pacc = T.alloc_fragment((C, C), acc)         # (K Q^T)[s][t]
                     ptb = T.alloc_fragment((C, C), dtype)
                     dvacc = T.alloc_fragment((C, DV), acc)       # P^T dO [s][v]
@@ -325,7 +368,8 @@ def build(dtype: str, summary: bool = False):
                         T.tma_copy(k[tokh - j * C:tokh - j * C + C, hk, 0:D], k_s[j, :, :], barrier=fullA[j])
                         T.barrier_arrive(fullA[j])
                         T.tma_copy(dout[tokh - j * C:tokh - j * C + C, hv, c0:c0 + DV], do_s[j, :, :], barrier=fullB[j])
-                        T.tma_copy(wy[gch - j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[j, :, :], barrier=fullB[j])
+                        if not au:
+                            T.tma_copy(wy[gch - j, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[j, :, :], barrier=fullB[j])
                         T.tma_copy(gvec[gch - j, hv, 0:GV_TABLE_ROWS, 0:C], tab_s[j, :, :], barrier=fullB[j])
                         T.barrier_arrive(fullB[j])
 
@@ -340,7 +384,8 @@ def build(dtype: str, summary: bool = False):
                         T.barrier_wait(fullA[sa], pa)
                         # -w (up to a_t, bf16) = Aw K from chunk_prep's tile: Aw = (G * L) diag(cw),
                         # cw = -exp(.) beta rk, 0 past the sequence end (beta = 0 there)
-                        T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
+                        if not au:
+                            T.wgmma_gemm(aw_s[sb, :, :], k_s[sa, :, :], wacc, clear_accum=True)
                         T.wgmma_gemm(k_s[sa, :, :], q_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
                         T.copy(tab_s[sb, GV_GC, :], gr_f)
                         T.copy(tab_s[sb, GV_GC, :], gcol_f)
@@ -365,15 +410,21 @@ def build(dtype: str, summary: bool = False):
                         T.copy(dot_f, dot_s[st, :, :])
                         if tx - 128 < C:
                             kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
+                            if au:
+                                # f = cw / cu (Aw = Au diag(f)); 0 where cu = 0 (beta = 0, padded rows)
+                                f_s[st, tx - 128] = T.if_then_else(
+                                    tab_s[sb, GV_CU, tx - 128] != 0.0,
+                                    tab_s[sb, GV_CW, tx - 128] / tab_s[sb, GV_CU, tx - 128], 0.0)
                             if fold_rows:
                                 # a_t, the row factor Aw's tile leaves out: in dvl_s's padding (no
                                 # shared memory is left for a buffer of its own)
                                 dvl_s[st, tx - 128, DV] = tab_s[sb, GV_RA, tx - 128]
                         if tx == 128:
                             egl_s[st, 0] = tab_s[sb, GV_MISC, 0]
-                        T.wait_wgmma(1)
-                        for t, kk in T.Parallel(C, D):
-                            w_s[st, t, kk] = T.cast(wacc[t, kk], dtype)
+                        if not au:
+                            T.wait_wgmma(1)
+                            for t, kk in T.Parallel(C, D):
+                                w_s[st, t, kk] = T.cast(wacc[t, kk], dtype)
                         T.wait_wgmma(0)
                         # rows past the end: rq scale = 0 masks their columns t (and s <= t).
                         # exp(gc_t - gc_s) = a_t / a_s (chunk_prep's a_t = exp(gc_t - r)) while the
@@ -416,7 +467,9 @@ def build(dtype: str, summary: bool = False):
                             T.barrier_wait(emptyB[sb], pb)
                             T.tma_copy(dout[tokh - (i + 2) * C:tokh - (i + 2) * C + C, hv, c0:c0 + DV], do_s[sb, :, :],
                                        barrier=fullB[sb])
-                            T.tma_copy(wy[gch - i - 2, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[sb, :, :], barrier=fullB[sb])
+                            if not au:
+                                T.tma_copy(wy[gch - i - 2, hv, 2 * GV_WY_AW:2 * GV_WY_AW + C, 0:C], aw_s[sb, :, :],
+                                           barrier=fullB[sb])
                             T.tma_copy(gvec[gch - i - 2, hv, 0:GV_TABLE_ROWS, 0:C], tab_s[sb, :, :], barrier=fullB[sb])
                             T.barrier_arrive(fullB[sb])
                             if i >= 1:
@@ -487,6 +540,9 @@ def build(dtype: str, summary: bool = False):
 
 
 def variants():
-    """bwd_dstates and its summary variant (symbols fgdn_bwd_dstates_* / fgdn_bwd_cp_summary_*)."""
-    return [(variant_symbol(name, dt, "float32"), dict(dtype=dt, summary=summary))
-            for name, summary in (("bwd_dstates", False), ("bwd_cp_summary", True)) for dt in DTYPES]
+    """bwd_dstates and its summary variant (symbols fgdn_bwd_dstates_* / fgdn_bwd_cp_summary_*), and
+    both with build's au=True (fgdn_bwd_dstates_v14_* / fgdn_bwd_cp_summary_v14_*, opt-in)."""
+    return [(variant_symbol(name, dt, "float32"), dict(dtype=dt, summary=summary, au=au))
+            for name, summary, au in (("bwd_dstates", False, False), ("bwd_cp_summary", True, False),
+                                      ("bwd_dstates_v14", False, True), ("bwd_cp_summary_v14", True, True))
+            for dt in DTYPES]

@@ -34,6 +34,12 @@ const Kernel<DStatesLaunch> kDStates[2] = {
     {fgdn_bwd_dstates_bf16_bfp32_launch, fgdn_bwd_dstates_bf16_bfp32_last_error, "bwd_dstates bf16"},
     {fgdn_bwd_dstates_fp16_bfp32_launch, fgdn_bwd_dstates_fp16_bfp32_last_error, "bwd_dstates fp16"},
 };
+// The update's w term from Au (kernels_tl/bwd_dstates.py, au=True): with FLASHGDN_FUSED_FWD_V14=1
+// (opt-in, not yet run on a GPU; use_fused_fwd_v14 in stages.h).
+const Kernel<DStatesLaunch> kDStates14[2] = {
+    {fgdn_bwd_dstates_v14_bf16_bfp32_launch, fgdn_bwd_dstates_v14_bf16_bfp32_last_error, "bwd_dstates_v14 bf16"},
+    {fgdn_bwd_dstates_v14_fp16_bfp32_launch, fgdn_bwd_dstates_v14_fp16_bfp32_last_error, "bwd_dstates_v14 fp16"},
+};
 
 // Full chunks, then each sequence's partial last chunk (a separate kernel: the hot one carries
 // none of the partial-chunk code).
@@ -117,7 +123,7 @@ extern "C" fgdn_status fgdn_backward_dstates(const fgdn_backward_dstates_args* a
   FGDN_REQUIRE(aligned16(a->q) && aligned16(a->k) && aligned16(a->d_out) && aligned16(a->gate_vectors) &&
                    aligned16(a->dv_new),
                "q, k, d_out, gate_vectors and dv_new must be 16-byte aligned (the kernel moves them with TMA)");
-  const auto& kern = kDStates[a->dtype == FGDN_BF16 ? 0 : 1];
+  const auto& kern = (use_fused_fwd_v14() ? kDStates14 : kDStates)[a->dtype == FGDN_BF16 ? 0 : 1];
   // Pointers the kernel touches only in some modes (stats, dht, dh0, varlen arrays, seg_dstates)
   // still have to be valid addresses.
   const void* any = a->gate_vectors;

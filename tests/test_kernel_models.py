@@ -50,3 +50,13 @@ def test_v14_roundings_no_worse_than_v13(gates, l2):
     r = emu.errors(1024, gates, l2)
     for got, ref in zip(r["xks_au"], r["shipped"]):
         assert got <= 1.02 * ref, (r["xks_au"], r["shipped"])
+
+
+@pytest.mark.parametrize("T, gates, l2", [(1024, "steep", True), (2048, "zero", True), (2048, "decay", False)])
+def test_bwd_v14_roundings_no_worse_than_shipped(T, gates, l2):
+    """bwd_dstates_v14 (build's au=True) rounds (dv_new^T Au) diag(f) where bwd_dstates rounded -w:
+    its state-gradient, dh0 and dv_new errors against fp64 must stay within 2% of the shipped pass's."""
+    emu = _load("benchmarks/emulate_reverse_roundings.py", "emulate_reverse_roundings")
+    r = emu.errors(T, gates, l2)
+    for got, ref in zip(r["au"], r["shipped"]):
+        assert got <= 1.02 * ref, (r["au"], r["shipped"])

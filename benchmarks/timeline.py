@@ -60,9 +60,12 @@ def deltas(cols):
 
 # Stamp points per warpgroup, in time order, and the phase each interval ends with. A build stamps
 # only the points its kernel has (the two-warpgroup kernel: state 0-6, prep 16-20; the
-# three-warpgroup inference kernel, v12 / v13: state 0-3, prep 16, 18-20, output 24-27). In v13 the
-# state's first phase also issues the u~ GEMM (and waits on ring B), prep's "u,w stores" is the
-# -w~ store alone, and the output's ring A refill sits in its first phase (after Q S).
+# three-warpgroup inference kernel, v12 / v13: state 0-3, prep 16, 18-20, output 24-27; v14: state
+# 0-3 and output 24-27, no prep). In v13 the state's first phase also issues the u~ GEMM (and waits
+# on ring B), prep's "u,w stores" is the -w~ store alone, and the output's ring A refill sits in its
+# first phase (after Q S). In v14 the state's first phase is the u~ issue and the ring waits (no
+# pfull), its "v~ gemm" phase the S^T K^T GEMM, the S^T hand-off, the f pass and the Au GEMM, and the
+# output's "P~v~ gemm" phase also issues the next chunk's Q K^T.
 groups = {
     "state": [(0, "top"), (1, "waits(pfull,full)"), (2, "v~ gemm+u"), (3, "convert+gemms"), (5, "combine"),
               (6, "o store wait"), (4, "o tile write+TMA")],

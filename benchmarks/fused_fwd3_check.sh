@@ -51,7 +51,7 @@ if want sidebyside && [ -f "$bundle/anch.tar.xz" ]; then
 fi
 stamp "installed"
 if want tests; then
-(cd tests && timeout 150 python3 -m pytest -q -p no:cacheprovider test_gpu_fused_fwd3.py 2>&1 | tail -8)
+(cd tests && timeout 420 python3 -m pytest -q -p no:cacheprovider --durations=10 test_gpu_fused_fwd3.py 2>&1 | tail -20)
 stamp "switch tests"
 fi
 if want ab; then

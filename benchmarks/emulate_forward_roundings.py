@@ -17,14 +17,16 @@ state against the exact forward.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 
-from flashgdn.reference import wy_factors
-from flashgdn.testing import make_inputs
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from emulate_reverse_roundings import bf, print_table, rel_errors  # noqa: E402
 
-
-def bf(x: torch.Tensor) -> torch.Tensor:
-    return x.to(torch.bfloat16).to(torch.float64)
+from flashgdn.reference import wy_factors  # noqa: E402
+from flashgdn.testing import make_inputs  # noqa: E402
 
 
 def errors(T: int, gates: str, l2: bool, seed: int = 3) -> dict:
@@ -71,17 +73,11 @@ def errors(T: int, gates: str, l2: bool, seed: int = 3) -> dict:
             os_.append(og[j][:, None] * (qrc[j] @ Sb) + bf(P[j]) @ bf(vn))
             S = egl[j] * S + krc[j].T @ bf(dec[j][:, None] * vn)
         out[mode] = (torch.cat(os_), S)
-    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
-    return {m: tuple(rel(a, b) for a, b in zip(out[m], out["exact"])) for m in ("shipped", "xks", "xks_au")}
+    return rel_errors(out, ("shipped", "xks", "xks_au"))
 
 
 def main():
-    print("relative errors vs fp64: o / final state")
-    for T, gates in ((8192, "decay"), (8192, "slow"), (8192, "zero"), (1024, "steep")):
-        for l2 in (False, True):
-            r = errors(T, gates, l2)
-            cells = "   ".join(f"{m} " + " ".join(f"{e:.2e}" for e in r[m]) for m in r)
-            print(f"T={T:<5d} {gates:<6s} l2={l2!s:<5s}  {cells}", flush=True)
+    print_table("relative errors vs fp64: o / final state", errors)
 
 
 if __name__ == "__main__":

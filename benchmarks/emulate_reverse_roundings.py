@@ -77,17 +77,28 @@ def errors(T: int, gates: str, l2: bool, seed: int = 3) -> dict:
                 dS = egl[j] * dS + qc[j].T @ bf(dot) + krc[j].T @ dre_w
             dvns.append(dvn)
         out[mode] = (torch.stack(dss), dS, torch.stack(dvns))
+    return rel_errors(out, ("shipped", "plan_kf", "plan", "au"))
+
+
+def rel_errors(out: dict, modes) -> dict:
+    """{mode: relative error of each output vs mode "exact"}, outputs being tuples of tensors."""
     rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
-    return {m: tuple(rel(a, b) for a, b in zip(out[m], out["exact"])) for m in ("shipped", "plan_kf", "plan", "au")}
+    return {m: tuple(rel(a, b) for a, b in zip(out[m], out["exact"])) for m in modes}
+
+
+def print_table(title: str, errors_fn) -> None:
+    """The emulations' table: errors_fn(T, gates, l2) over the gate regimes, with and without the
+    L2 norm (shared with emulate_forward_roundings.py)."""
+    print(title)
+    for T, gates in ((8192, "decay"), (8192, "slow"), (8192, "zero"), (1024, "steep")):
+        for l2 in (False, True):
+            r = errors_fn(T, gates, l2)
+            cells = "   ".join(f"{m} " + " ".join(f"{e:.2e}" for e in r[m]) for m in r)
+            print(f"T={T:<5d} {gates:<6s} l2={l2!s:<5s}  {cells}", flush=True)
 
 
 def main():
-    print("relative errors vs fp64: dS' (all chunks) / dh0 / dv_new")
-    for T, gates in ((8192, "decay"), (8192, "slow"), (8192, "zero"), (1024, "steep")):
-        for l2 in (False, True):
-            r = errors(T, gates, l2)
-            cells = "   ".join(f"{m} " + " ".join(f"{e:.2e}" for e in r[m]) for m in r)
-            print(f"T={T:<5d} {gates:<6s} l2={l2!s:<5s}  {cells}", flush=True)
+    print_table("relative errors vs fp64: dS' (all chunks) / dh0 / dv_new", errors)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,21 @@ class Bar:
         if s.arr == s.count: s.arr, s.done = 0, s.done + 1
 
 
+def first_loads(nch):
+    """Both rings' first stages, issued by one warpgroup before its loop."""
+    W = []
+    for j in range(min(nch, NA)):
+        W += [("w", f"A{j}", j), ("arrive", f"fullA{j}")]
+    for j in range(min(nch, NB)):
+        W += [("w", f"B{j}", j), ("arrive", f"fullB{j}")]
+    return W
+
+
 def programs(nch):
     # v13: WG0 forms u~ itself from ring B (v, Au) and refills ring B after its u~ GEMM; WG1 forms
     # -w~ (Aw); WG2 releases ring A after Q S and refills it there; S^T and v~^T hand-offs are
     # double-buffered by chunk parity.
-    W0, W1, W2 = [], [], []
-    for j in range(min(nch, NA)):
-        W1 += [("w", f"A{j}", j), ("arrive", f"fullA{j}")]
-    for j in range(min(nch, NB)):
-        W1 += [("w", f"B{j}", j), ("arrive", f"fullB{j}")]
+    W0, W1, W2 = [], first_loads(nch), []
     for i in range(nch):
         sa, sb, st = i % NA, i % NB, i % 2
         # WG0
@@ -64,17 +70,13 @@ def programs(nch):
 
 def programs_v14(nch):
     # v14: two warpgroups. WG0 (the state) issues both rings' first loads, reads ring A (k) and
-    # ring B (v, Au, Aw: its only reader) and refills ring B under its update GEMM; the output
+    # ring B (v, Au: its only reader) and refills ring B under its update GEMM; the output
     # warpgroup (WG1 here, "WG2" in the kernel's comments) releases ring A after Q S and refills
     # it there; S^T and v~^T hand-offs are double-buffered by chunk parity.
-    W0, W1 = [], []
-    for j in range(min(nch, NA)):
-        W0 += [("w", f"A{j}", j), ("arrive", f"fullA{j}")]
-    for j in range(min(nch, NB)):
-        W0 += [("w", f"B{j}", j), ("arrive", f"fullB{j}")]
+    W0, W1 = first_loads(nch), []
     for i in range(nch):
         sa, sb, st = i % NA, i % NB, i % 2
-        # WG0: u~ GEMM (B), Y = S^T K^T (A), S^T hand-off, Y Aw^T (B), update (A), v~^T hand-off
+        # WG0: u~ GEMM (B), Y = S^T K^T (A), S^T hand-off, (Y diag(f)) Au^T (B), update (A), v~^T hand-off
         W0 += [("wait", f"fullB{sb}", i // NB), ("rb", f"B{sb}", i, 0),
                ("wait", f"fullA{sa}", i // NA), ("rb", f"A{sa}", i, 0)]
         if i >= 2: W0 += [("wait", f"sempty{st}", (i - 2) // 2)]

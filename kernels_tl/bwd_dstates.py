@@ -68,7 +68,7 @@ import tilelang.language as T
 
 from common import CHUNK, HEAD_DIM, GV_ROWS, GV_TABLE_ROWS, GV_GC, GV_MISC, GV_EG, GV_KF, GV_RQS, GV_RK, GV_RA, GV_WY_AW
 from common import GV_WY_AU, GV_CU, GV_CW
-from common import KIND_CUT, KIND_RELATIVE, acc_transposed_layout, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
+from common import KIND_CUT, KIND_RELATIVE, acc_transposed_layout, aw_over_au, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
 
 NAME = "bwd_dstates"
 PASS_CONFIGS = {tilelang.PassConfigKey.TL_ENABLE_FAST_MATH: False}
@@ -411,10 +411,7 @@ def build(dtype: str, summary: bool = False, au: bool = False):
                         if tx - 128 < C:
                             kf_s[st, tx - 128] = tab_s[sb, GV_KF, tx - 128]
                             if au:
-                                # f = cw / cu (Aw = Au diag(f)); 0 where cu = 0 (beta = 0, padded rows)
-                                f_s[st, tx - 128] = T.if_then_else(
-                                    tab_s[sb, GV_CU, tx - 128] != 0.0,
-                                    tab_s[sb, GV_CW, tx - 128] / tab_s[sb, GV_CU, tx - 128], 0.0)
+                                f_s[st, tx - 128] = aw_over_au(tab_s[sb, GV_CU, tx - 128], tab_s[sb, GV_CW, tx - 128])
                             if fold_rows:
                                 # a_t, the row factor Aw's tile leaves out: in dvl_s's padding (no
                                 # shared memory is left for a buffer of its own)

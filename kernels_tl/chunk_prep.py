@@ -70,9 +70,9 @@ L_PAD = 8       # l_out's row padding (elements)
 
 
 def build(dtype: str, beta_dtype: str, store_aw: bool = True):
-    """store_aw=False: `chunk_prep_au`, the same kernel without the Aw tile (7.), for the forward's
-    own call when its inference kernel is fused_fwd_v14 and no exact CP correction runs - v14 forms
-    Aw's product from Au and the CU / CW rows, and nothing else reads the table then."""
+    """store_aw=False: `chunk_prep_au`, the same kernel without the Aw tile (7.), for the inference
+    forward's own call with FLASHGDN_FUSED_FWD_V14=1: fused_fwd_v14 and cp_summary_v14, the table's
+    only readers then, take Aw as Au diag(cw / cu) (common.aw_over_au)."""
     Ttot = T.dynamic("Ttot")
     H = T.dynamic("H")
     HV = T.dynamic("HV")

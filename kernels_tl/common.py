@@ -71,6 +71,13 @@ KIND_CUT = 1
 KIND_RELATIVE = 2
 
 
+def aw_over_au(cu, cw):
+    """f = cw / cu: Aw = Au diag(f), since chunk_prep forms both WY tiles from one G * L with the
+    column factors cu, cw (GV_CU, GV_CW); 0 where cu = 0 (beta = 0, or a row past the sequence end).
+    The v14 kernels read Au and this instead of the Aw tile."""
+    return T.if_then_else(cu != 0.0, cw / cu, 0.0)
+
+
 def variant_symbol(kernel: str, dtype: str, beta_dtype: str) -> str:
     return f"fgdn_{kernel}_{DTYPE_TAG[dtype]}_b{DTYPE_TAG[beta_dtype]}"
 

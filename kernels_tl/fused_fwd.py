@@ -118,7 +118,7 @@ true outgoing state, M unused). S^T goes to summ[seg, hv, :, block], the kind to
 import tilelang
 import tilelang.language as T
 
-from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, acc_transposed_layout, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
+from common import CHUNK, HEAD_DIM, KIND_CUT, KIND_RELATIVE, acc_transposed_layout, aw_over_au, cp_warmup_chunks, locate_item, pdl_wait, ring_barriers, variant_symbol
 from common import GV_ROWS, GV_FWD_ROWS, GV_WY_AU, GV_WY_AW, GV_DEC, GV_OG, GV_CU, GV_CW, GV_CP, GV_RP, GV_GC, GV_MISC
 
 NAME = "fused_fwd"
@@ -695,6 +695,83 @@ def _gemm_handed(a, tile0, tile1, acc, full, i):
 
 
 @T.macro
+def _inference_prologue(timeline, H, HV, stats, cu_seqlens, chunk_offsets, seg_offsets, seq_len, num_seqs, seg_chunks,
+                        cp_log_tol, exact_cp, bx, hv):
+    """Both inference passes' start (x = 2 * segment + V half, y = value head): the segment, the
+    thread, the timeline's clock base, where the pass starts (warm-up, seed or sequence start) and
+    the hoisted q/k head, gate-table row and first token."""
+    pdl_wait()
+    vh = bx % 2
+    seg = bx // 2
+    tx = T.get_thread_binding()
+    t_start = T.alloc_local((1,), "int64")
+    if timeline:
+        t_start[0] = T.call_extern("int64", "clock64")
+    loc = T.alloc_local((6,), "int32")
+    n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
+                                                                 cu_seqlens, chunk_offsets, seg_offsets, loc)
+    hk = hv // (HV // H)
+    c0 = vh * (HEAD_DIM // 2)
+    wu_s = T.alloc_shared((2, 64), "float32")
+    wres = T.alloc_shared((1,), "int32")
+    wv = T.alloc_local((8,), "float32")
+    ix = T.alloc_local((4,), "int32")
+    _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
+    c_begin = ix[3]
+    nch = T.max(c_end - c_begin, 0)
+    hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
+    return seg, tx, t_start, n, eos, nct, c_out, c_end, c0, c_begin, nch, hk, gch0, tok0
+
+
+@T.macro
+def _out_rows(tab_s, sa, cp_f, rp_f, og_f, gr_f, gcol_f):
+    """Output warpgroup of both inference passes: chunk sa's gate-table rows for P~ and o into
+    registers; returns whether its rank-1 gate factors apply."""
+    rank1 = tab_s[sa, GV_MISC, 1] > 0.5
+    T.copy(tab_s[sa, GV_CP, :], cp_f)
+    T.copy(tab_s[sa, GV_RP, :], rp_f)
+    T.copy(tab_s[sa, GV_OG, :], og_f)
+    if not rank1:
+        T.copy(tab_s[sa, GV_GC, :], gr_f)
+        T.copy(tab_s[sa, GV_GC, :], gcol_f)
+    return rank1
+
+
+@T.macro
+def _p_tilde(pacc, p_bf, rp_f, cp_f, gr_f, gcol_f, rank1):
+    """P~ = (Q K^T)[s <= t] with its row and column factors, in registers (the A operand of P~ v~):
+    rank-1 gate factors, or the gate ratio per element for a chunk that decays by more than 80."""
+    if rank1:
+        for t, s in T.Parallel(CHUNK, CHUNK):
+            p_bf[t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
+    else:
+        for t, s in T.Parallel(CHUNK, CHUNK):
+            p_bf[t, s] = T.if_then_else(
+                s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+
+
+@T.macro
+def _o_out(oacc, oacc2, og_f, o_bf, o_s, o, t0, nvalid, warm, hv, c0):
+    """o = diag(og) (Q S) + P~ v~, then out: nothing for a warm-up chunk, a full chunk through the
+    o tile by TMA (the previous chunk's store must have left it), a partial one by masked stores."""
+    DV = HEAD_DIM // 2
+    for t, c in T.Parallel(CHUNK, DV):
+        oacc[t, c] = oacc[t, c] * og_f[t] + oacc2[t, c]
+    if warm:
+        pass                             # warm-up chunk: no outputs
+    elif nvalid == CHUNK:
+        T.tma_store_wait()
+        T.sync_threads(OUT_BARRIER_ID, 128)
+        T.copy(oacc, o_bf)
+        T.copy(o_bf, o_s)
+        T.tma_copy(o_s, o[t0:t0 + CHUNK, hv, c0:c0 + DV])
+    else:
+        for t, c in T.Parallel(CHUNK, DV):
+            if t < nvalid:
+                o[t0 + t, hv, c0 + c] = oacc[t, c]
+
+
+@T.macro
 def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seqlens, chunk_offsets, seg_offsets,
                     o, ht, seg_states, seq_len, num_seqs, seg_chunks, num_segs, has_h0, store_final, cp_log_tol,
                     exact_cp):
@@ -705,26 +782,9 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
     DV = HEAD_DIM // 2
     acc = "float32"
     with T.Kernel(2 * num_segs, HV, threads=384) as (bx, hv):
-        pdl_wait()
-        vh = bx % 2
-        seg = bx // 2
-        tx = T.get_thread_binding()
-        t_start = T.alloc_local((1,), "int64")
-        if timeline:
-            t_start[0] = T.call_extern("int64", "clock64")
-        loc = T.alloc_local((6,), "int32")
-        n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
-                                                                     cu_seqlens, chunk_offsets, seg_offsets, loc)
-        hk = hv // (HV // H)
-        c0 = vh * DV
-        wu_s = T.alloc_shared((2, 64), acc)
-        wres = T.alloc_shared((1,), "int32")
-        wv = T.alloc_local((8,), acc)
-        ix = T.alloc_local((4,), "int32")
-        _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
-        c_begin = ix[3]
-        nch = T.max(c_end - c_begin, 0)
-        hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
+        seg, tx, t_start, n, eos, nct, c_out, c_end, c0, c_begin, nch, hk, gch0, tok0 = _inference_prologue(
+            timeline, H, HV, stats, cu_seqlens, chunk_offsets, seg_offsets, seq_len, num_seqs, seg_chunks, cp_log_tol,
+            exact_cp, bx, hv)
 
         # ring A (q, k, gate table: read by all three warpgroups, refilled by WG2, the last
         # reader, after its Q S); ring B (v, Au: read by WG0, which refills it; Aw: by WG1)
@@ -891,22 +951,10 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                             _stamp(ht, bx, hv, i, 24, t_start)
                     T.barrier_wait(fullA[sa], pa)
                     T.wgmma_gemm(q_s[sa, :, :], k_s[sa, :, :], pacc, transpose_B=True, clear_accum=True)
-                    rank1 = tab_s[sa, GV_MISC, 1] > 0.5
-                    T.copy(tab_s[sa, GV_CP, :], cp_f)
-                    T.copy(tab_s[sa, GV_RP, :], rp_f)
-                    T.copy(tab_s[sa, GV_OG, :], og_f)
-                    if not rank1:
-                        T.copy(tab_s[sa, GV_GC, :], gr_f)
-                        T.copy(tab_s[sa, GV_GC, :], gcol_f)
+                    rank1 = _out_rows(tab_s, sa, cp_f, rp_f, og_f, gr_f, gcol_f)
                     _gemm_handed(q_s[sa, :, :], sb_s0, sb_s1, oacc, sfull, i)
                     T.wait_wgmma(1)
-                    if rank1:
-                        for t, s in T.Parallel(C, C):
-                            p_bf[t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
-                    else:
-                        for t, s in T.Parallel(C, C):
-                            p_bf[t, s] = T.if_then_else(
-                                s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                    _p_tilde(pacc, p_bf, rp_f, cp_f, gr_f, gcol_f, rank1)
                     T.wait_wgmma(0)
                     T.barrier_arrive(sempty[st])          # S^T read: WG0 may write chunk i + 2's
                     # ring A: WG2 is done with the stage (Q K^T, Q S complete, its gate rows in
@@ -925,24 +973,30 @@ def _inference_pass(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu_seq
                     if timeline:
                         if tx == 256:
                             _stamp(ht, bx, hv, i, 26, t_start)
-                    for t, c in T.Parallel(C, DV):
-                        oacc[t, c] = oacc[t, c] * og_f[t] + oacc2[t, c]
-                    if c_begin + i < c_out:
-                        pass                             # warm-up chunk: no outputs
-                    elif nvalid == C:
-                        T.tma_store_wait()
-                        T.sync_threads(OUT_BARRIER_ID, 128)
-                        T.copy(oacc, o_bf)
-                        T.copy(o_bf, o_s)
-                        T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
-                    else:
-                        for t, c in T.Parallel(C, DV):
-                            if t < nvalid:
-                                o[t0 + t, hv, c0 + c] = oacc[t, c]
+                    _o_out(oacc, oacc2, og_f, o_bf, o_s, o, t0, nvalid, c_begin + i < c_out, hv, c0)
                     if timeline:
                         if tx == 256:
                             _stamp(ht, bx, hv, i, 27, t_start)
                 T.tma_store_wait()
+
+
+@T.macro
+def _v14_w_term(tab_s, sa, cu_f, cw_f, yacc, y_bf, au, vacc, vacc_scale):
+    """v14's v~ term from the state: f = cw / cu from the gate table (common.aw_over_au), computed
+    under the S^T K^T GEMM, then, once it is done,
+    Y = S^T K^T with its columns scaled by f, rounded once, and v~^T += Y Au^T. vacc_scale (None,
+    or a local [1]) multiplies the u~ part first (cp_summary_v14's M blocks: u = 0)."""
+    T.copy(tab_s[sa, GV_CU, :], cu_f)
+    T.copy(tab_s[sa, GV_CW, :], cw_f)
+    for s in T.Parallel(CHUNK):
+        cw_f[s] = aw_over_au(cu_f[s], cw_f[s])
+    T.wait_wgmma(0)
+    if vacc_scale is not None:
+        for c, t in T.Parallel(HEAD_DIM // 2, CHUNK):
+            vacc[c, t] = vacc[c, t] * vacc_scale[0]
+    for c, s in T.Parallel(HEAD_DIM // 2, CHUNK):
+        y_bf[c, s] = yacc[c, s] * cw_f[s]
+    T.wgmma_gemm(y_bf, au, vacc, transpose_B=True)
 
 
 @T.macro
@@ -956,26 +1010,9 @@ def _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu
     DV = HEAD_DIM // 2
     acc = "float32"
     with T.Kernel(2 * num_segs, HV, threads=256) as (bx, hv):
-        pdl_wait()
-        vh = bx % 2
-        seg = bx // 2
-        tx = T.get_thread_binding()
-        t_start = T.alloc_local((1,), "int64")
-        if timeline:
-            t_start[0] = T.call_extern("int64", "clock64")
-        loc = T.alloc_local((6,), "int32")
-        n, bos, eos, nct, c_out, c_end, chunk_base = _locate_segment(seg, seq_len, num_seqs, seg_chunks,
-                                                                     cu_seqlens, chunk_offsets, seg_offsets, loc)
-        hk = hv // (HV // H)
-        c0 = vh * DV
-        wu_s = T.alloc_shared((2, 64), acc)
-        wres = T.alloc_shared((1,), "int32")
-        wv = T.alloc_local((8,), acc)
-        ix = T.alloc_local((4,), "int32")
-        _forward_first_chunk(stats, chunk_base, hv, n, c_out, cp_log_tol, exact_cp, tx, wu_s, wres, wv, ix)
-        c_begin = ix[3]
-        nch = T.max(c_end - c_begin, 0)
-        hk, gch0, tok0 = _hoist_indices(ix, hk, chunk_base, c_begin, bos)
+        seg, tx, t_start, n, eos, nct, c_out, c_end, c0, c_begin, nch, hk, gch0, tok0 = _inference_prologue(
+            timeline, H, HV, stats, cu_seqlens, chunk_offsets, seg_offsets, seq_len, num_seqs, seg_chunks, cp_log_tol,
+            exact_cp, bx, hv)
 
         # ring A (q, k, gate table: read by both warpgroups, refilled by the output warpgroup, the
         # last reader, after its Q S); ring B (v, Au: read and refilled by WG0 alone)
@@ -1058,14 +1095,7 @@ def _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu
                     _hand_off(S_bf, sb_s0, sb_s1, sfull, sempty, i)
                     T.copy(tab_s[sa, GV_DEC, :], dec_f)
                     egl[0] = tab_s[sa, GV_MISC, 0]
-                    T.copy(tab_s[sa, GV_CU, :], cu_f)
-                    T.copy(tab_s[sa, GV_CW, :], cw_f)
-                    for s in T.Parallel(C):
-                        cw_f[s] = T.if_then_else(cu_f[s] != 0.0, cw_f[s] / cu_f[s], 0.0)
-                    T.wait_wgmma(0)
-                    for c, s in T.Parallel(DV, C):
-                        y_bf[c, s] = yacc[c, s] * cw_f[s]
-                    T.wgmma_gemm(y_bf, au_s[sb, :, :], vacc, transpose_B=True)
+                    _v14_w_term(tab_s, sa, cu_f, cw_f, yacc, y_bf, au_s[sb, :, :], vacc, None)
                     T.wait_wgmma(0)
                     if timeline:
                         if tx == 0:
@@ -1121,22 +1151,10 @@ def _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu
                     if timeline:
                         if tx == 128:
                             _stamp(ht, bx, hv, i, 24, t_start)
-                    rank1 = tab_s[sa, GV_MISC, 1] > 0.5
-                    T.copy(tab_s[sa, GV_CP, :], cp_f)
-                    T.copy(tab_s[sa, GV_RP, :], rp_f)
-                    T.copy(tab_s[sa, GV_OG, :], og_f)
-                    if not rank1:
-                        T.copy(tab_s[sa, GV_GC, :], gr_f)
-                        T.copy(tab_s[sa, GV_GC, :], gcol_f)
+                    rank1 = _out_rows(tab_s, sa, cp_f, rp_f, og_f, gr_f, gcol_f)
                     _gemm_handed(q_s[sa, :, :], sb_s0, sb_s1, oacc, sfull, i)
                     T.wait_wgmma(1)                         # Q K^T of chunk i
-                    if rank1:
-                        for t, s in T.Parallel(C, C):
-                            p_bf[t, s] = T.if_then_else(s <= t, pacc[t, s] * rp_f[t] * cp_f[s], 0.0)
-                    else:
-                        for t, s in T.Parallel(C, C):
-                            p_bf[t, s] = T.if_then_else(
-                                s <= t, pacc[t, s] * T.exp2(T.min(gr_f[t] - gcol_f[s], 0.0) * LOG2E) * rp_f[t] * cp_f[s], 0.0)
+                    _p_tilde(pacc, p_bf, rp_f, cp_f, gr_f, gcol_f, rank1)
                     T.wait_wgmma(0)
                     T.barrier_arrive(sempty[st])          # S^T read: WG0 may write chunk i + 2's
                     # ring A: WG2 is done with the stage (Q K^T, Q S complete, its gate rows in
@@ -1159,20 +1177,7 @@ def _inference_pass_v14(dtype, timeline, H, HV, q, k, v, wy, gvec, stats, h0, cu
                     if timeline:
                         if tx == 128:
                             _stamp(ht, bx, hv, i, 26, t_start)
-                    for t, c in T.Parallel(C, DV):
-                        oacc[t, c] = oacc[t, c] * og_f[t] + oacc2[t, c]
-                    if c_begin + i < c_out:
-                        pass                             # warm-up chunk: no outputs
-                    elif nvalid == C:
-                        T.tma_store_wait()
-                        T.sync_threads(OUT_BARRIER_ID, 128)
-                        T.copy(oacc, o_bf)
-                        T.copy(o_bf, o_s)
-                        T.tma_copy(o_s, o[t0:t0 + C, hv, c0:c0 + DV])
-                    else:
-                        for t, c in T.Parallel(C, DV):
-                            if t < nvalid:
-                                o[t0 + t, hv, c0 + c] = oacc[t, c]
+                    _o_out(oacc, oacc2, og_f, o_bf, o_s, o, t0, nvalid, c_begin + i < c_out, hv, c0)
                     if timeline:
                         if tx == 128:
                             _stamp(ht, bx, hv, i, 27, t_start)
@@ -1315,17 +1320,7 @@ def _state_pass_v14(dtype, summary, H, HV, k, v, wy, gvec, stats, h0, cu_seqlens
                         T.tma_copy(hs_s, hsT[gch0 + i, hv, c0:c0 + DV, 0:D])
                 T.copy(tab_s[sa, GV_DEC, :], dec_f)
                 egl[0] = tab_s[sa, GV_MISC, 0]
-                T.copy(tab_s[sa, GV_CU, :], cu_f)
-                T.copy(tab_s[sa, GV_CW, :], cw_f)
-                for s in T.Parallel(C):
-                    cw_f[s] = T.if_then_else(cu_f[s] != 0.0, cw_f[s] / cu_f[s], 0.0)
-                T.wait_wgmma(0)
-                if summary:
-                    for c, t in T.Parallel(DV, C):
-                        vacc[c, t] = vacc[c, t] * um[0]
-                for c, s in T.Parallel(DV, C):
-                    y_bf[c, s] = yacc[c, s] * cw_f[s]
-                T.wgmma_gemm(y_bf, au_s[sb, :, :], vacc, transpose_B=True)
+                _v14_w_term(tab_s, sa, cu_f, cw_f, yacc, y_bf, au_s[sb, :, :], vacc, um if summary else None)
                 T.wait_wgmma(0)
                 for c, t in T.Parallel(DV, C):
                     vnd_bf[c, t] = vacc[c, t] * dec_f[t]

@@ -25,8 +25,8 @@ const PrepKernel kPrep[4] = {
     {fgdn_chunk_prep_fp16_bfp32_launch, fgdn_chunk_prep_fp16_bfp32_last_error, "chunk_prep fp16/fp32"},
 };
 
-// The same kernels without the Aw tile (kernels_tl/chunk_prep.py, store_aw=False): for a forward
-// whose only reader of the table is fused_fwd_v14 (run_chunk_prep's store_aw).
+// The same kernels without the Aw tile (kernels_tl/chunk_prep.py, store_aw=False): for an inference
+// forward whose table only the v14 kernels read (run_chunk_prep's store_aw).
 const PrepKernel kPrepAu[4] = {
     {fgdn_chunk_prep_au_bf16_bbf16_launch, fgdn_chunk_prep_au_bf16_bbf16_last_error, "chunk_prep_au bf16/bf16"},
     {fgdn_chunk_prep_au_bf16_bfp32_launch, fgdn_chunk_prep_au_bf16_bfp32_last_error, "chunk_prep_au bf16/fp32"},

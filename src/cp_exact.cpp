@@ -93,15 +93,20 @@ fgdn_status run_cp_combine(const fgdn_seqs& s, const int32_t* seg_offsets, int s
 fgdn_status run_bwd_cp_exact(const BwdCpExactLaunch& a, cudaStream_t stream) {
   using Fn = int (*)(void*, void*, void*, void*, void*, void*, void*, void*, void*, void*, void*, void*, int, int, int,
                      int, int, float, int, int, int, int, int, int, int, cudaStream_t);
-  // with FLASHGDN_FUSED_FWD_V14=1 the reverse pass runs bwd_dstates_v14: its summary variant too
-  const bool v14 = use_fused_fwd_v14();
-  const Fn launch = v14 ? (a.dtype_fp16 ? fgdn_bwd_cp_summary_v14_fp16_bfp32_launch
-                                        : fgdn_bwd_cp_summary_v14_bf16_bfp32_launch)
-                        : (a.dtype_fp16 ? fgdn_bwd_cp_summary_fp16_bfp32_launch : fgdn_bwd_cp_summary_bf16_bfp32_launch);
-  const char* (*last_error)(void) =
-      v14 ? (a.dtype_fp16 ? fgdn_bwd_cp_summary_v14_fp16_bfp32_last_error
-                          : fgdn_bwd_cp_summary_v14_bf16_bfp32_last_error)
-          : (a.dtype_fp16 ? fgdn_bwd_cp_summary_fp16_bfp32_last_error : fgdn_bwd_cp_summary_bf16_bfp32_last_error);
+  struct BwdSummaryKernel {
+    Fn launch;
+    const char* (*last_error)(void);
+  };
+  // [FLASHGDN_FUSED_FWD_V14: the reverse pass runs bwd_dstates_v14, so its summary variant too][dtype]
+  static const BwdSummaryKernel kBwdSummary[2][2] = {
+      {{fgdn_bwd_cp_summary_bf16_bfp32_launch, fgdn_bwd_cp_summary_bf16_bfp32_last_error},
+       {fgdn_bwd_cp_summary_fp16_bfp32_launch, fgdn_bwd_cp_summary_fp16_bfp32_last_error}},
+      {{fgdn_bwd_cp_summary_v14_bf16_bfp32_launch, fgdn_bwd_cp_summary_v14_bf16_bfp32_last_error},
+       {fgdn_bwd_cp_summary_v14_fp16_bfp32_launch, fgdn_bwd_cp_summary_v14_fp16_bfp32_last_error}},
+  };
+  const BwdSummaryKernel& kern = kBwdSummary[use_fused_fwd_v14() ? 1 : 0][a.dtype_fp16 ? 1 : 0];
+  const Fn launch = kern.launch;
+  const char* (*last_error)(void) = kern.last_error;
   const fgdn_seqs& s = a.seqs;
   const void* any = a.gate_vectors;   // for pointers read in some modes only (varlen, dht)
   int rc = launch(const_cast<void*>(a.q), const_cast<void*>(a.k), const_cast<void*>(a.d_out),

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include <cuda_runtime.h>
 
@@ -44,11 +45,15 @@ const FwdKernel kFwd3[2] = {
     {fgdn_fused_fwd3_fp16_bfp32_launch, fgdn_fused_fwd3_fp16_bfp32_last_error, "fused_fwd3 fp16"},
 };
 
+// True when the environment variable `name` is exactly `value` (the kernel switches below read
+// theirs once per process).
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e != nullptr && std::strcmp(e, value) == 0;
+}
+
 bool use_fused_fwd3() {
-  static const bool on = [] {
-    const char* e = std::getenv("FLASHGDN_FUSED_FWD_3WG");
-    return !(e != nullptr && e[0] == '0' && e[1] == '\0');
-  }();
+  static const bool on = !env_is("FLASHGDN_FUSED_FWD_3WG", "0");
   return on;
 }
 
@@ -57,7 +62,7 @@ bool use_fused_fwd3() {
 // measured faster: FLASHGDN_FUSED_FWD_V14=1 in the environment (read once per process) selects it
 // for the inference forward, ahead of FLASHGDN_FUSED_FWD_3WG (use_fused_fwd_v14, stages.h), with its
 // exact CP pass 1 (cp_summary_v14) and a chunk_prep without the Aw tile, which neither reads; and
-// v14's state loop for the backward's state pass (fused_fwd_states_v14).
+// the same formulation in the backward's state pass (below) and reverse pass (backward.cpp).
 const FwdKernel kFwd14[2] = {
     {fgdn_fused_fwd_v14_bf16_bfp32_launch, fgdn_fused_fwd_v14_bf16_bfp32_last_error, "fused_fwd_v14 bf16"},
     {fgdn_fused_fwd_v14_fp16_bfp32_launch, fgdn_fused_fwd_v14_fp16_bfp32_last_error, "fused_fwd_v14 fp16"},
@@ -69,7 +74,6 @@ const FwdKernel kFwdStates14[2] = {
     {fgdn_fused_fwd_states_v14_fp16_bfp32_launch, fgdn_fused_fwd_states_v14_fp16_bfp32_last_error,
      "fused_fwd_states_v14 fp16"},
 };
-
 
 // Where each scratch array lives in the caller's workspace, and the launch bounds.
 struct Plan {
@@ -132,10 +136,7 @@ fgdn_status check_forward_args(const fgdn_forward_args* a, int* variant) {
 }  // namespace
 
 bool use_fused_fwd_v14() {
-  static const bool on = [] {
-    const char* e = std::getenv("FLASHGDN_FUSED_FWD_V14");
-    return e != nullptr && e[0] == '1' && e[1] == '\0';
-  }();
+  static const bool on = env_is("FLASHGDN_FUSED_FWD_V14", "1");
   return on;
 }
 

@@ -14,7 +14,7 @@ fgdn_status run_seq_plan(const int32_t* cu_seqlens, int32_t* chunk_offsets, int3
 fgdn_status run_chunk_prep(int variant, const fgdn_seqs& seqs, int num_qk_heads, int num_v_heads, int use_l2norm,
                            float scale, const void* q, const void* k, const void* beta, const float* g, void* L,
                            float* stats, float* gate_vectors, cudaStream_t stream,   // L may be NULL: not stored
-                           bool store_aw = true);   // false: no Aw tile in the table (only fused_fwd_v14 reads it)
+                           bool store_aw = true);   // false: no Aw tile in the table (the v14 kernels read none)
 
 // The intra-card CP split of a call, planned once for the forward and the reverse pass alike:
 // chunks per CTA item, the number of items per (value head, V half) (exact for uniform lengths,
@@ -50,8 +50,9 @@ struct FusedFwdLaunch {
 fgdn_status run_fused_fwd(const FusedFwdLaunch& a, cudaStream_t stream);
 
 // FLASHGDN_FUSED_FWD_V14=1 (read once per process): the inference forward runs fused_fwd_v14 and
-// its own chunk_prep call stores no Aw tile, the exact CP pass 1 runs cp_summary_v14 and the
-// backward's state pass fused_fwd_states_v14 (src/forward.cpp).
+// its own chunk_prep call stores no Aw tile, the exact CP pass 1 runs cp_summary_v14, the
+// backward's state pass fused_fwd_states_v14 and its reverse pass bwd_dstates_v14 /
+// bwd_cp_summary_v14 (src/forward.cpp, backward.cpp, cp_exact.cpp).
 bool use_fused_fwd_v14();
 
 // Passes 1 and 2 of the exact CP correction for the split described by `a` (cp_summary, then
